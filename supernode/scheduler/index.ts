@@ -1,0 +1,434 @@
+/**
+ * The supernode's scheduler: soft state about hosts and tasks, and the choice of parents.
+ *
+ * A task is a blob digest. Every peer that joins a task gets a rank (join order; the seed
+ * has rank 0) and may only take parents of a lower rank, or parents that already hold the
+ * whole blob. Ranks make the parent graph acyclic by construction, whatever the order of
+ * reports, so pieces always flow away from the seed and never around a loop.
+ *
+ * Parent choice looks at a bounded sample of holders, so one decision costs the same at
+ * 50 peers as at 5,000: usefulness (pieces the child lacks), free upload slots, zone and
+ * rack locality, and recent failures. The seed is a parent of last resort among holders:
+ * origin bytes leave it once, and its upload link is better spent on the first copies.
+ */
+import { JoeyError } from '../../src/common/errors.js'
+import { PieceSet } from './piece-set.js'
+
+export { PieceSet }
+
+export interface HostLabels {
+  zone?: string
+  rack?: string
+  [key: string]: string | undefined
+}
+
+export interface HostRegistration {
+  peerId: string
+  addrs: string[]
+  labels?: HostLabels
+  /** How many children this host serves at once. */
+  uploadSlots?: number
+  /** Seeds are the supernode's own piece servers. */
+  seed?: boolean
+}
+
+export interface HostState {
+  peerId: string
+  addrs: string[]
+  labels: HostLabels
+  uploadSlots: number
+  seed: boolean
+  registeredAt: number
+  lastSeen: number
+  /** Children currently assigned to this host, over all tasks. */
+  load: number
+  failures: number
+  lastFailureAt: number
+}
+
+export interface PeerTaskState {
+  peerId: string
+  rank: number
+  pieces: PieceSet
+  complete: boolean
+  parents: Set<string>
+  /** Parents this peer refuses for this task (sent corrupt pieces). */
+  blocked: Set<string>
+  backToSource: boolean
+  joinedAt: number
+  updatedAt: number
+}
+
+export interface TaskState {
+  digest: string
+  size?: number
+  pieceSize?: number
+  pieceCount?: number
+  pieceDigests: Array<string | undefined>
+  peers: Map<string, PeerTaskState>
+  nextRank: number
+  /** Peers blocked for everyone in this task (reported corrupt by several peers). */
+  blocked: Set<string>
+  corruptReports: Map<string, Set<string>>
+  backToSource: Set<string>
+  createdAt: number
+  updatedAt: number
+}
+
+export interface ParentChoice {
+  parents: Array<{ peerId: string, addrs: string[], seed: boolean }>
+  /** Whether this peer may fetch from the origin itself (capped per task). */
+  backToSource: boolean
+}
+
+export type FailureReason = 'corrupt' | 'timeout' | 'refused' | 'slow' | 'error'
+
+export interface SchedulerInit {
+  maxParents?: number
+  /** Peers of one task allowed to fetch from the origin at the same time. */
+  maxBackToSource?: number
+  /** Candidates scored per decision. */
+  sampleSize?: number
+  hostTtlMs?: number
+  /** A host with this many recent failures is skipped until failureWindowMs passes. */
+  maxFailures?: number
+  failureWindowMs?: number
+  /** Distinct reporters of corrupt pieces after which a peer is blocked for everyone. */
+  corruptReportsToBlock?: number
+  defaultUploadSlots?: number
+  now?: () => number
+  random?: () => number
+}
+
+export const SCHEDULER_DEFAULTS = {
+  maxParents: 4,
+  maxBackToSource: 2,
+  sampleSize: 48,
+  hostTtlMs: 30_000,
+  maxFailures: 3,
+  failureWindowMs: 60_000,
+  corruptReportsToBlock: 2,
+  defaultUploadSlots: 8
+}
+
+export class Scheduler {
+  readonly hosts = new Map<string, HostState>()
+  readonly tasks = new Map<string, TaskState>()
+  private readonly opts: Required<Omit<SchedulerInit, 'now' | 'random'>>
+  private readonly now: () => number
+  private readonly random: () => number
+  decisions = 0
+
+  constructor (init: SchedulerInit = {}) {
+    this.opts = {
+      maxParents: init.maxParents ?? SCHEDULER_DEFAULTS.maxParents,
+      maxBackToSource: init.maxBackToSource ?? SCHEDULER_DEFAULTS.maxBackToSource,
+      sampleSize: init.sampleSize ?? SCHEDULER_DEFAULTS.sampleSize,
+      hostTtlMs: init.hostTtlMs ?? SCHEDULER_DEFAULTS.hostTtlMs,
+      maxFailures: init.maxFailures ?? SCHEDULER_DEFAULTS.maxFailures,
+      failureWindowMs: init.failureWindowMs ?? SCHEDULER_DEFAULTS.failureWindowMs,
+      corruptReportsToBlock: init.corruptReportsToBlock ?? SCHEDULER_DEFAULTS.corruptReportsToBlock,
+      defaultUploadSlots: init.defaultUploadSlots ?? SCHEDULER_DEFAULTS.defaultUploadSlots
+    }
+    this.now = init.now ?? Date.now
+    this.random = init.random ?? Math.random
+  }
+
+  get hostTtlMs (): number { return this.opts.hostTtlMs }
+
+  /** Registers a host or refreshes it (heartbeat). */
+  upsertHost (reg: HostRegistration): HostState {
+    const now = this.now()
+    const existing = this.hosts.get(reg.peerId)
+    if (existing !== undefined) {
+      existing.addrs = reg.addrs
+      if (reg.labels !== undefined) existing.labels = { ...reg.labels }
+      if (reg.uploadSlots !== undefined) existing.uploadSlots = reg.uploadSlots
+      existing.lastSeen = now
+      return existing
+    }
+    const host: HostState = {
+      peerId: reg.peerId,
+      addrs: reg.addrs,
+      labels: { ...(reg.labels ?? {}) },
+      uploadSlots: reg.uploadSlots ?? this.opts.defaultUploadSlots,
+      seed: reg.seed === true,
+      registeredAt: now,
+      lastSeen: now,
+      load: 0,
+      failures: 0,
+      lastFailureAt: 0
+    }
+    this.hosts.set(reg.peerId, host)
+    return host
+  }
+
+  removeHost (peerId: string): void {
+    if (!this.hosts.delete(peerId)) return
+    for (const task of this.tasks.values()) this.leaveTask(task.digest, peerId)
+  }
+
+  /** Drops hosts not seen within the TTL (seeds never expire). Returns the removed ids. */
+  expireHosts (): string[] {
+    const cutoff = this.now() - this.opts.hostTtlMs
+    const gone: string[] = []
+    for (const host of this.hosts.values()) {
+      if (!host.seed && host.lastSeen < cutoff) gone.push(host.peerId)
+    }
+    for (const id of gone) this.removeHost(id)
+    return gone
+  }
+
+  /** Creates the task if needed and records what is known of the blob. */
+  upsertTask (digest: string, meta: { size?: number, pieceSize?: number } = {}): TaskState {
+    const now = this.now()
+    let task = this.tasks.get(digest)
+    if (task === undefined) {
+      task = {
+        digest,
+        pieceDigests: [],
+        peers: new Map(),
+        nextRank: 1,
+        blocked: new Set(),
+        corruptReports: new Map(),
+        backToSource: new Set(),
+        createdAt: now,
+        updatedAt: now
+      }
+      this.tasks.set(digest, task)
+    }
+    if (meta.size !== undefined && meta.pieceSize !== undefined && task.pieceCount === undefined) {
+      if (!Number.isSafeInteger(meta.size) || meta.size < 0 || !Number.isSafeInteger(meta.pieceSize) || meta.pieceSize <= 0) {
+        throw new JoeyError('ERR_INVALID_ARGUMENT', `invalid task size ${meta.size} or piece size ${meta.pieceSize}`)
+      }
+      task.size = meta.size
+      task.pieceSize = meta.pieceSize
+      task.pieceCount = Math.max(1, Math.ceil(meta.size / meta.pieceSize))
+      for (const peer of task.peers.values()) peer.pieces.resize(task.pieceCount)
+    }
+    task.updatedAt = now
+    return task
+  }
+
+  setPieceDigest (digest: string, index: number, pieceDigest: string): void {
+    const task = this.mustTask(digest)
+    this.checkIndex(task, index)
+    task.pieceDigests[index] = pieceDigest
+  }
+
+  /** Adds a peer to a task (idempotent) and returns its state. */
+  joinTask (digest: string, peerId: string): PeerTaskState {
+    const task = this.mustTask(digest)
+    const host = this.hosts.get(peerId)
+    if (host === undefined) throw new JoeyError('ERR_NOT_FOUND', `host ${peerId} is not registered; register it first`)
+    let peer = task.peers.get(peerId)
+    if (peer === undefined) {
+      const now = this.now()
+      peer = {
+        peerId,
+        rank: host.seed ? 0 : task.nextRank++,
+        pieces: new PieceSet(task.pieceCount ?? 0),
+        complete: false,
+        parents: new Set(),
+        blocked: new Set(),
+        backToSource: false,
+        joinedAt: now,
+        updatedAt: now
+      }
+      task.peers.set(peerId, peer)
+    }
+    return peer
+  }
+
+  leaveTask (digest: string, peerId: string): void {
+    const task = this.tasks.get(digest)
+    if (task === undefined) return
+    const peer = task.peers.get(peerId)
+    if (peer === undefined) return
+    this.dropParents(peer)
+    // Children of the leaving peer lose it as a parent; its load is recounted below.
+    for (const other of task.peers.values()) other.parents.delete(peerId)
+    task.backToSource.delete(peerId)
+    task.peers.delete(peerId)
+    const host = this.hosts.get(peerId)
+    if (host !== undefined) host.load = this.countLoad(peerId)
+  }
+
+  /** Records pieces a peer holds (verified). `complete` marks the whole blob. */
+  reportPieces (digest: string, peerId: string, report: { pieces?: number[], complete?: boolean }): PeerTaskState {
+    const task = this.mustTask(digest)
+    const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
+    for (const index of report.pieces ?? []) {
+      this.checkIndex(task, index)
+      peer.pieces.add(index)
+    }
+    if (report.complete === true) {
+      if (task.pieceCount !== undefined) peer.pieces.fill()
+      peer.complete = true
+      this.dropParents(peer)
+      task.backToSource.delete(peerId)
+      peer.backToSource = false
+    } else if (task.pieceCount !== undefined && task.pieceCount > 0 && peer.pieces.count === task.pieceCount) {
+      peer.complete = true
+      this.dropParents(peer)
+    }
+    peer.updatedAt = this.now()
+    task.updatedAt = peer.updatedAt
+    return peer
+  }
+
+  /** A child reports a failing parent. Corrupt pieces block the parent for that child at once. */
+  reportFailure (digest: string, peerId: string, parentId: string, reason: FailureReason): void {
+    const task = this.mustTask(digest)
+    const peer = task.peers.get(peerId)
+    const now = this.now()
+    const parentHost = this.hosts.get(parentId)
+    if (parentHost !== undefined) {
+      if (now - parentHost.lastFailureAt > this.opts.failureWindowMs) parentHost.failures = 0
+      parentHost.failures++
+      parentHost.lastFailureAt = now
+    }
+    if (peer !== undefined) {
+      if (peer.parents.delete(parentId) && parentHost !== undefined) parentHost.load = Math.max(0, parentHost.load - 1)
+      if (reason === 'corrupt') peer.blocked.add(parentId)
+    }
+    if (reason === 'corrupt') {
+      let reporters = task.corruptReports.get(parentId)
+      if (reporters === undefined) { reporters = new Set(); task.corruptReports.set(parentId, reporters) }
+      reporters.add(peerId)
+      if (reporters.size >= this.opts.corruptReportsToBlock) task.blocked.add(parentId)
+    }
+  }
+
+  /**
+   * Chooses up to maxParents parents for a peer of a task. Replaces the peer's previous
+   * assignment, so asking again after a parent failed or finished rebalances load.
+   */
+  parents (digest: string, peerId: string, options: { exclude?: string[] } = {}): ParentChoice {
+    this.decisions++
+    const task = this.mustTask(digest)
+    const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
+    const me = this.hosts.get(peerId)
+    this.dropParents(peer)
+    if (peer.complete) return { parents: [], backToSource: false }
+
+    const exclude = new Set(options.exclude ?? [])
+    const now = this.now()
+    const candidates = this.sample(task, peer, exclude, now)
+    const scored: Array<{ host: HostState, score: number }> = []
+    for (const cand of candidates) {
+      const host = this.hosts.get(cand.peerId)
+      if (host === undefined) continue
+      const useful = cand.complete ? Math.max(1, (task.pieceCount ?? 1) - peer.pieces.count) : cand.pieces.countMissingIn(peer.pieces)
+      // A seed that is still fetching is useful even before it holds a piece the child lacks.
+      if (useful === 0 && !(host.seed && !cand.complete)) continue
+      const total = task.pieceCount ?? 1
+      let score = Math.min(1, useful / Math.max(1, total - peer.pieces.count))
+      const free = host.uploadSlots - host.load
+      score += free > 0 ? Math.min(1, free / Math.max(1, host.uploadSlots)) : -2
+      if (me !== undefined) {
+        if (me.labels.zone !== undefined && me.labels.zone === host.labels.zone) {
+          score += 0.5
+          if (me.labels.rack !== undefined && me.labels.rack === host.labels.rack) score += 0.5
+        }
+      }
+      if (host.failures > 0 && now - host.lastFailureAt <= this.opts.failureWindowMs) score -= 0.5 * host.failures
+      if (host.seed) score -= 0.75
+      // A little noise breaks ties so equal peers share the load.
+      score += this.random() * 0.05
+      scored.push({ host, score })
+    }
+    scored.sort((a, b) => b.score - a.score)
+    const chosen = scored.slice(0, this.opts.maxParents)
+    for (const { host } of chosen) {
+      peer.parents.add(host.peerId)
+      host.load++
+    }
+    let backToSource = false
+    if (chosen.length === 0) {
+      const hasSeed = [...task.peers.values()].some(p => this.hosts.get(p.peerId)?.seed === true && !exclude.has(p.peerId))
+      if (!hasSeed && (peer.backToSource || task.backToSource.size < this.opts.maxBackToSource)) {
+        task.backToSource.add(peerId)
+        peer.backToSource = true
+        backToSource = true
+      }
+    }
+    return {
+      parents: chosen.map(({ host }) => ({ peerId: host.peerId, addrs: host.addrs, seed: host.seed })),
+      backToSource
+    }
+  }
+
+  private sample (task: TaskState, peer: PeerTaskState, exclude: Set<string>, now: number): PeerTaskState[] {
+    const eligible: PeerTaskState[] = []
+    const failureCutoff = now - this.opts.failureWindowMs
+    for (const cand of task.peers.values()) {
+      if (cand.peerId === peer.peerId) continue
+      if (exclude.has(cand.peerId) || task.blocked.has(cand.peerId) || peer.blocked.has(cand.peerId)) continue
+      if (!cand.complete && cand.rank >= peer.rank) continue
+      const host = this.hosts.get(cand.peerId)
+      if (host === undefined) continue
+      if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) continue
+      if (!host.seed && cand.pieces.count === 0 && !cand.complete) continue
+      eligible.push(cand)
+    }
+    const k = this.opts.sampleSize
+    if (eligible.length <= k) return eligible
+    // Partial Fisher–Yates: k random candidates, always keeping seeds in view.
+    for (let i = 0; i < k; i++) {
+      const j = i + Math.floor(this.random() * (eligible.length - i))
+      const t = eligible[i] as PeerTaskState
+      eligible[i] = eligible[j] as PeerTaskState
+      eligible[j] = t
+    }
+    const out = eligible.slice(0, k)
+    for (let i = k; i < eligible.length; i++) {
+      const cand = eligible[i] as PeerTaskState
+      if (this.hosts.get(cand.peerId)?.seed === true) out.push(cand)
+    }
+    return out
+  }
+
+  private dropParents (peer: PeerTaskState): void {
+    for (const parentId of peer.parents) {
+      const host = this.hosts.get(parentId)
+      if (host !== undefined) host.load = Math.max(0, host.load - 1)
+    }
+    peer.parents.clear()
+  }
+
+  private countLoad (peerId: string): number {
+    let n = 0
+    for (const task of this.tasks.values()) {
+      for (const p of task.peers.values()) if (p.parents.has(peerId)) n++
+    }
+    return n
+  }
+
+  private mustTask (digest: string): TaskState {
+    const task = this.tasks.get(digest)
+    if (task === undefined) throw new JoeyError('ERR_NOT_FOUND', `unknown task ${digest}; register it first`)
+    return task
+  }
+
+  private checkIndex (task: TaskState, index: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || (task.pieceCount !== undefined && index >= task.pieceCount)) {
+      throw new JoeyError('ERR_INVALID_ARGUMENT', `piece index ${index} out of range for task ${task.digest}`)
+    }
+  }
+
+  /** Removes tasks nobody has touched for maxIdleMs (soft state). */
+  expireTasks (maxIdleMs: number): string[] {
+    const cutoff = this.now() - maxIdleMs
+    const gone: string[] = []
+    for (const task of this.tasks.values()) {
+      if (task.updatedAt < cutoff) gone.push(task.digest)
+    }
+    for (const digest of gone) {
+      const task = this.tasks.get(digest)
+      if (task !== undefined) for (const peerId of [...task.peers.keys()]) this.leaveTask(digest, peerId)
+      this.tasks.delete(digest)
+    }
+    return gone
+  }
+}

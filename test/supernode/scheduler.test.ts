@@ -1,0 +1,132 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Scheduler, PieceSet } from '../../supernode/scheduler/index.js'
+
+const D = 'sha256:' + 'a'.repeat(64)
+
+function setup (n: number, opts: ConstructorParameters<typeof Scheduler>[0] = {}): Scheduler {
+  let t = 1000
+  const s = new Scheduler({ now: () => t, random: () => 0.5, ...opts })
+  ;(s as unknown as { tick: (ms: number) => void }).tick = (ms: number) => { t += ms }
+  s.upsertHost({ peerId: 'seed', addrs: ['/ip4/127.0.0.1/tcp/1'], seed: true, uploadSlots: 4 })
+  for (let i = 1; i <= n; i++) s.upsertHost({ peerId: `p${i}`, addrs: [`/ip4/127.0.0.1/tcp/${1000 + i}`], uploadSlots: 4 })
+  s.upsertTask(D, { size: 40 * 1024 * 1024, pieceSize: 4 * 1024 * 1024 })
+  s.joinTask(D, 'seed')
+  return s
+}
+
+test('PieceSet counts, grows and compares', () => {
+  const a = new PieceSet(10); const b = new PieceSet(10)
+  a.add(1); a.add(3); a.add(3); a.add(9)
+  b.add(3)
+  assert.equal(a.count, 3)
+  assert.equal(a.countMissingIn(b), 2)
+  a.add(20)
+  assert.equal(a.length, 21)
+  assert.deepEqual(a.toArray(), [1, 3, 9, 20])
+})
+
+test('the first peer gets the seed; later peers prefer agents holding pieces', () => {
+  const s = setup(3)
+  s.joinTask(D, 'p1')
+  const first = s.parents(D, 'p1')
+  assert.deepEqual(first.parents.map(p => p.peerId), ['seed'])
+  assert.equal(first.backToSource, false)
+  s.reportPieces(D, 'p1', { pieces: [0, 1, 2] })
+  s.joinTask(D, 'p2')
+  const second = s.parents(D, 'p2')
+  assert.equal(second.parents[0]?.peerId, 'p1', 'an agent with pieces ranks above the seed')
+  assert.ok(second.parents.some(p => p.peerId === 'seed'))
+})
+
+test('ranks keep the parent graph acyclic', () => {
+  const s = setup(2)
+  s.joinTask(D, 'p1'); s.joinTask(D, 'p2')
+  s.reportPieces(D, 'p1', { pieces: [0] })
+  s.reportPieces(D, 'p2', { pieces: [1] })
+  const p1 = s.parents(D, 'p1')
+  assert.ok(!p1.parents.some(p => p.peerId === 'p2'), 'p1 must not take its later peer p2 as parent')
+  const p2 = s.parents(D, 'p2')
+  assert.ok(p2.parents.some(p => p.peerId === 'p1'))
+  // Once p2 completes it may serve anyone without creating a loop.
+  s.reportPieces(D, 'p2', { complete: true })
+  const again = s.parents(D, 'p1')
+  assert.ok(again.parents.some(p => p.peerId === 'p2'))
+})
+
+test('same zone and rack come first', () => {
+  const s = setup(0)
+  s.upsertHost({ peerId: 'far', addrs: [], labels: { zone: 'b', rack: 'r9' } })
+  s.upsertHost({ peerId: 'zone', addrs: [], labels: { zone: 'a', rack: 'r2' } })
+  s.upsertHost({ peerId: 'rack', addrs: [], labels: { zone: 'a', rack: 'r1' } })
+  s.upsertHost({ peerId: 'me', addrs: [], labels: { zone: 'a', rack: 'r1' } })
+  for (const id of ['far', 'zone', 'rack']) { s.joinTask(D, id); s.reportPieces(D, id, { complete: true }) }
+  s.joinTask(D, 'me')
+  const choice = s.parents(D, 'me')
+  assert.deepEqual(choice.parents.slice(0, 3).map(p => p.peerId), ['rack', 'zone', 'far'])
+})
+
+test('load spreads: no parent gets more children than its slots while others are free', () => {
+  const s = setup(40, { maxParents: 2 })
+  for (let i = 1; i <= 8; i++) { s.joinTask(D, `p${i}`); s.reportPieces(D, `p${i}`, { complete: true }) }
+  for (let i = 9; i <= 40; i++) s.joinTask(D, `p${i}`)
+  for (let i = 9; i <= 24; i++) s.parents(D, `p${i}`)
+  for (let i = 1; i <= 8; i++) {
+    const load = s.hosts.get(`p${i}`)?.load ?? 0
+    assert.ok(load <= 4, `p${i} has ${load} children, over its 4 slots`)
+  }
+  assert.equal(s.hosts.get('seed')?.load, 0, 'the seed is spared while agents have free slots')
+})
+
+test('a corrupt parent is blocked for the reporter, and for everyone after two reporters', () => {
+  const s = setup(4)
+  s.joinTask(D, 'p1'); s.reportPieces(D, 'p1', { complete: true })
+  for (const id of ['p2', 'p3', 'p4']) s.joinTask(D, id)
+  s.reportFailure(D, 'p2', 'p1', 'corrupt')
+  assert.ok(!s.parents(D, 'p2').parents.some(p => p.peerId === 'p1'))
+  assert.ok(s.parents(D, 'p3').parents.some(p => p.peerId === 'p1'))
+  s.reportFailure(D, 'p3', 'p1', 'corrupt')
+  assert.ok(!s.parents(D, 'p4').parents.some(p => p.peerId === 'p1'))
+})
+
+test('repeatedly failing hosts are skipped until the failure window passes', () => {
+  const s = setup(3, { maxFailures: 2, failureWindowMs: 1000 })
+  s.joinTask(D, 'p1'); s.reportPieces(D, 'p1', { complete: true })
+  s.joinTask(D, 'p2')
+  s.reportFailure(D, 'p2', 'p1', 'timeout')
+  s.reportFailure(D, 'p2', 'p1', 'timeout')
+  assert.ok(!s.parents(D, 'p2').parents.some(p => p.peerId === 'p1'))
+  ;(s as unknown as { tick: (ms: number) => void }).tick(5000)
+  assert.ok(s.parents(D, 'p2').parents.some(p => p.peerId === 'p1'))
+})
+
+test('back to source is allowed only without a seed, and capped per task', () => {
+  const s = new Scheduler({ maxBackToSource: 2 })
+  for (const id of ['a', 'b', 'c']) s.upsertHost({ peerId: id, addrs: [] })
+  s.upsertTask(D, { size: 10, pieceSize: 4 })
+  assert.equal(s.parents(D, 'a').backToSource, true)
+  assert.equal(s.parents(D, 'b').backToSource, true)
+  assert.equal(s.parents(D, 'c').backToSource, false, 'third peer waits for the first two')
+  s.reportPieces(D, 'a', { complete: true })
+  const c = s.parents(D, 'c')
+  assert.deepEqual(c.parents.map(p => p.peerId), ['a'])
+})
+
+test('soft state: hosts expire after the TTL and leave their tasks', () => {
+  const s = setup(2, { hostTtlMs: 100 })
+  s.joinTask(D, 'p1'); s.reportPieces(D, 'p1', { pieces: [0] })
+  ;(s as unknown as { tick: (ms: number) => void }).tick(50)
+  s.upsertHost({ peerId: 'p2', addrs: [] })
+  ;(s as unknown as { tick: (ms: number) => void }).tick(60)
+  assert.deepEqual(s.expireHosts(), ['p1'])
+  assert.equal(s.tasks.get(D)?.peers.has('p1'), false)
+  assert.ok(s.hosts.has('seed'), 'seeds do not expire')
+})
+
+test('bad input gets stable codes', () => {
+  const s = setup(1)
+  assert.throws(() => s.reportPieces(D, 'p1', { pieces: [999] }), { code: 'ERR_INVALID_ARGUMENT' })
+  assert.throws(() => s.parents('sha256:' + 'b'.repeat(64), 'p1'), { code: 'ERR_NOT_FOUND' })
+  assert.throws(() => s.joinTask(D, 'stranger'), { code: 'ERR_NOT_FOUND' })
+  assert.throws(() => s.upsertTask('sha256:' + 'c'.repeat(64), { size: -1, pieceSize: 4 }), { code: 'ERR_INVALID_ARGUMENT' })
+})
