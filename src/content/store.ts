@@ -452,20 +452,22 @@ export function createContentStore (init: ContentStoreInit, components: ContentS
       await fh.close()
     }
 
-    async function finish (): Promise<void> {
+    // The ingest dir goes before the ref lock is released: a writer waiting for the lock
+    // must find either the whole ingest or none of it.
+    async function finish (beforeRelease?: () => Promise<void>): Promise<void> {
       if (state === 'done') return
       state = 'done'
       active.delete(handle)
       try {
         await closeFile()
+        if (beforeRelease !== undefined) await beforeRelease()
       } finally {
         release()
       }
     }
 
     async function discard (): Promise<void> {
-      await finish()
-      await rm(dir, { recursive: true, force: true })
+      await finish(async () => { await rm(dir, { recursive: true, force: true }) })
     }
 
     /** Rebuilds the running hash of a resumed partial by reading its bytes once. */
@@ -581,8 +583,7 @@ export function createContentStore (init: ContentStoreInit, components: ContentS
             const now = Date.now()
             const blob: BlobInfo = { digest: d, size, createdAt: now, updatedAt: now, labels }
             await t().blobs.put(d, blob)
-            await finish()
-            await rm(dir, { recursive: true, force: true })
+            await finish(async () => { await rm(dir, { recursive: true, force: true }) })
             log.debug({ ref, digest: d, size }, 'blob committed')
             return blob
           })
@@ -591,7 +592,7 @@ export function createContentStore (init: ContentStoreInit, components: ContentS
     }
 
     async function close (): Promise<void> {
-      await serialize(finish)
+      await serialize(async () => { await finish() })
     }
 
     async function abort (): Promise<void> {
