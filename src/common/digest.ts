@@ -13,7 +13,7 @@ export function isDigest (value: unknown): value is Digest {
 /** Validates a digest; only sha256 is accepted for content (as containerd does by default). */
 export function parseDigest (value: string): Digest {
   if (DIGEST_RE.test(value)) return value as Digest
-  if (ANY_DIGEST_RE.test(value)) {
+  if (!value.startsWith('sha256:') && ANY_DIGEST_RE.test(value)) {
     throw new JoeyError('ERR_INVALID_DIGEST', `unsupported digest algorithm in "${value}": only sha256 is supported`)
   }
   throw new JoeyError('ERR_INVALID_DIGEST', `invalid digest "${value}": expected sha256:<64 hex characters>`)
