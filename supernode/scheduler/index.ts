@@ -12,9 +12,7 @@
  * origin bytes leave it once, and its upload link is better spent on the first copies.
  */
 import { JoeyError } from '../../src/common/errors.js'
-import { PieceSet } from './piece-set.js'
-
-export { PieceSet }
+import { Bitfield } from '../../src/common/bitfield.js'
 
 export interface HostLabels {
   zone?: string
@@ -49,7 +47,7 @@ export interface HostState {
 export interface PeerTaskState {
   peerId: string
   rank: number
-  pieces: PieceSet
+  pieces: Bitfield
   complete: boolean
   parents: Set<string>
   /** Parents this peer refuses for this task (sent corrupt pieces). */
@@ -227,7 +225,7 @@ export class Scheduler {
       peer = {
         peerId,
         rank: host.seed ? 0 : task.nextRank++,
-        pieces: new PieceSet(task.pieceCount ?? 0),
+        pieces: new Bitfield(task.pieceCount ?? 0),
         complete: false,
         parents: new Set(),
         blocked: new Set(),
@@ -260,7 +258,7 @@ export class Scheduler {
     const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
     for (const index of report.pieces ?? []) {
       this.checkIndex(task, index)
-      peer.pieces.add(index)
+      peer.pieces.set(index)
     }
     if (report.complete === true) {
       if (task.pieceCount !== undefined) peer.pieces.fill()

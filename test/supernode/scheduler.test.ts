@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Scheduler, PieceSet } from '../../supernode/scheduler/index.js'
+import { Scheduler } from '../../supernode/scheduler/index.js'
+import { Bitfield } from '../../src/common/bitfield.js'
 
 const D = 'sha256:' + 'a'.repeat(64)
 
@@ -15,15 +16,19 @@ function setup (n: number, opts: ConstructorParameters<typeof Scheduler>[0] = {}
   return s
 }
 
-test('PieceSet counts, grows and compares', () => {
-  const a = new PieceSet(10); const b = new PieceSet(10)
-  a.add(1); a.add(3); a.add(3); a.add(9)
-  b.add(3)
+test('Bitfield counts, grows, compares and round-trips', () => {
+  const a = new Bitfield(10); const b = new Bitfield(10)
+  a.set(1); a.set(3); a.set(3); a.set(9)
+  b.set(3)
   assert.equal(a.count, 3)
   assert.equal(a.countMissingIn(b), 2)
-  a.add(20)
+  a.set(20)
   assert.equal(a.length, 21)
   assert.deepEqual(a.toArray(), [1, 3, 9, 20])
+  assert.equal(a.toBytes()[0], 0b01010000)
+  assert.deepEqual(Bitfield.fromBytes(a.toBytes(), 21).toArray(), [1, 3, 9, 20])
+  assert.throws(() => a.set(-1), RangeError)
+  assert.equal(a.has(1.5), false)
 })
 
 test('the first peer gets the seed; later peers prefer agents holding pieces', () => {

@@ -1,0 +1,429 @@
+/**
+ * The agent's transfer manager when a supernode is configured: one task per blob digest
+ * per node, pieces from several parents at once, verification of every piece against
+ * the digests the seed published, and the origin as the last resort.
+ *
+ * Order of fallbacks (the supernode is advisory): the digest's supernode, then the next
+ * by rendezvous order; with none answering, parents already known for the task; with
+ * none of those, the origin — counted and logged, since origin bytes are what Joey saves.
+ */
+import { JoeyError, errorMessage, isJoeyError, toJoeyError, type Logger } from '../common/index.js'
+import type { ContentStore } from '../content/index.js'
+import type { Descriptor, Reference, RegistryClient } from '../distribution/index.js'
+import type { BlobProgress, FetchBlobOptions, TransferManager, TransferStats } from './types.js'
+import type { PartialBlob, PartialStore } from './partial.js'
+import type { SupernodeClient, TaskView, ParentInfo, FailureReason } from './supernode-client.js'
+import { fetchPiecesFromOrigin } from './origin-pieces.js'
+
+/** What the transfer manager needs of a connection to one parent for one task. */
+export interface PieceSessionLike {
+  /** Whether the parent holds a piece (kept current by the parent's HAVE messages). */
+  has: (index: number) => boolean
+  /** Called when the parent announces a new piece. */
+  onHave: (cb: (index: number) => void) => void
+  /** Fetches a piece; the caller verifies it. */
+  request: (index: number, options: { signal: AbortSignal }) => Promise<Uint8Array>
+  close: () => void
+}
+
+export type SessionOpener = (parent: ParentInfo, digest: string, signal: AbortSignal) => Promise<PieceSessionLike>
+
+export interface P2PTransferInit {
+  /** Requests in flight per parent. */
+  windowPerParent?: number
+  /** In-order pieces kept ahead of everything else, for streaming readers. */
+  inOrderWindow?: number
+  pieceTimeoutMs?: number
+  /** With no verified piece for this long, ask for new parents; twice that, go to the origin. */
+  stallTimeoutMs?: number
+  /** How often piece reports are batched to the supernode. */
+  reportIntervalMs?: number
+  /** Parents in use at once. */
+  maxParents?: number
+}
+
+export interface P2PTransferComponents {
+  logger: Logger
+  contentStore: ContentStore
+  registry: RegistryClient
+  partials: PartialStore
+  supernodes: SupernodeClient
+  openSession: SessionOpener
+  /** The origin-only transfer, used when no supernode answers at all. */
+  direct: TransferManager
+  /** Throttles piece downloads (bytes/s), shared by all tasks of the node. */
+  downloadLimiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
+}
+
+export interface P2PTransfer extends TransferManager {
+  /** Digests of blobs this node holds whole, with sizes (served to peers from the store). */
+  readonly completed: Map<string, number>
+  stop: () => Promise<void>
+  /** Re-registers held blobs with the supernodes (after a supernode restart). */
+  reannounce: () => Promise<void>
+}
+
+interface Task {
+  digest: string
+  promise: Promise<void>
+  listeners: Set<(p: BlobProgress) => void>
+  progress: BlobProgress
+}
+
+export function createP2PTransfer (init: P2PTransferInit, components: P2PTransferComponents): P2PTransfer {
+  const { logger, contentStore, registry, partials, supernodes, openSession, direct } = components
+  const windowPerParent = init.windowPerParent ?? 4
+  const inOrderWindow = init.inOrderWindow ?? 2
+  const pieceTimeoutMs = init.pieceTimeoutMs ?? 20_000
+  const stallTimeoutMs = init.stallTimeoutMs ?? 5_000
+  const reportIntervalMs = init.reportIntervalMs ?? 200
+  const maxParents = init.maxParents ?? 4
+  const tasks = new Map<string, Task>()
+  const completed = new Map<string, number>()
+  const stopController = new AbortController()
+  const stats: TransferStats = { originBytes: 0, peerBytes: 0, originFetches: 0 }
+
+  function emit (task: Task, p: Partial<BlobProgress>): void {
+    task.progress = { ...task.progress, ...p }
+    for (const l of task.listeners) l(task.progress)
+  }
+
+  async function run (ref: Reference, desc: Descriptor, task: Task, options: FetchBlobOptions): Promise<void> {
+    const log = logger.child({ digest: desc.digest, ref: ref.toString() })
+    if (await contentStore.has(desc.digest)) {
+      completed.set(desc.digest, desc.size)
+      emit(task, { phase: 'exists', current: desc.size })
+      return
+    }
+    let view: TaskView
+    try {
+      view = await supernodes.registerTask({
+        digest: desc.digest,
+        size: desc.size,
+        reference: ref.name,
+        ...(options.authorization !== undefined ? { authorization: options.authorization } : {})
+      })
+    } catch (err) {
+      if (isJoeyError(err) && err.kind !== 'Unavailable') throw err
+      log.warn({ err: errorMessage(err) }, 'no supernode answered; fetching from the origin')
+      await fromDirect(ref, desc, task, options)
+      return
+    }
+    if (view.pieceSize === null) throw new JoeyError('ERR_PROTOCOL', `supernode sent no piece size for ${desc.digest}`)
+    const blob = await partials.open({ digest: desc.digest, size: desc.size, pieceSize: view.pieceSize })
+    try {
+      blob.setPieceDigests(view.pieceDigests)
+      await swarm(ref, desc, blob, view, task, options, log)
+      emit(task, { phase: 'verifying', current: desc.size })
+      if (!await blob.verify()) {
+        await partials.remove(desc.digest)
+        throw new JoeyError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} assembled from pieces does not match its digest`)
+      }
+      await commitFromPartial(blob, desc)
+      completed.set(desc.digest, desc.size)
+      await partials.remove(desc.digest)
+      await supernodes.reportPieces(desc.digest, { complete: true }).catch(() => {})
+      emit(task, { phase: 'done', current: desc.size })
+    } finally {
+      // A partial left open after a failure is kept on disk for a later resume.
+      if (partials.get(desc.digest) !== undefined && !blob.complete) await blob.flush().catch(() => {})
+    }
+  }
+
+  async function fromDirect (ref: Reference, desc: Descriptor, task: Task, options: FetchBlobOptions): Promise<void> {
+    const before = direct.stats().originBytes
+    try {
+      await direct.fetchBlob(ref, desc, {
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+        ...(options.authorization !== undefined ? { authorization: options.authorization } : {}),
+        onProgress: (p) => emit(task, p)
+      })
+    } finally {
+      const got = direct.stats().originBytes - before
+      stats.originBytes += got
+      if (got > 0) stats.originFetches++
+    }
+    completed.set(desc.digest, desc.size)
+  }
+
+  async function commitFromPartial (blob: PartialBlob, desc: Descriptor): Promise<void> {
+    const writer = await contentStore.writer(`p2p-${desc.digest}`, { expectedDigest: desc.digest, expectedSize: desc.size, lockTimeoutMs: 30_000 })
+    try {
+      if (writer.offset !== 0) await writer.truncate(0)
+      for await (const chunk of blob.stream() as AsyncIterable<Buffer>) await writer.write(chunk)
+      await writer.commit(desc.size, desc.digest)
+    } catch (err) {
+      await writer.abort().catch(() => {})
+      throw err
+    }
+  }
+
+  /** The download loop: parents, windows, rarest-first with an in-order head, fallbacks. */
+  async function swarm (ref: Reference, desc: Descriptor, blob: PartialBlob, firstView: TaskView, task: Task, options: FetchBlobOptions, log: Logger): Promise<void> {
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort()
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    stopController.signal.addEventListener('abort', onAbort, { once: true })
+    const signal = controller.signal
+
+    interface Parent { info: ParentInfo, session?: PieceSessionLike, inflight: Set<number>, opening: boolean }
+    const parents = new Map<string, Parent>()
+    const failed = new Set<string>()
+    const inflight = new Set<number>()
+    const pendingReport: number[] = []
+    const pendingDigests: Record<number, string> = {}
+    let lastProgress = Date.now()
+    let backToSource = firstView.backToSource
+    let originRun: Promise<void> | undefined
+    let supernodeDown = false
+    let wake: () => void = () => {}
+    const woken = (): Promise<void> => new Promise<void>(resolve => { wake = resolve })
+
+    const reportTimer = setInterval(() => {
+      if (pendingReport.length === 0) return
+      const pieces = pendingReport.splice(0)
+      const digests = { ...pendingDigests }
+      for (const k of Object.keys(pendingDigests)) delete pendingDigests[Number(k)]
+      supernodes.reportPieces(desc.digest, { pieces, ...(Object.keys(digests).length > 0 ? { pieceDigests: digests } : {}) }).catch((err) => {
+        log.debug({ err: errorMessage(err) }, 'piece report failed')
+      })
+    }, reportIntervalMs)
+
+    const onPiece = (index: number, pieceDigest: string): void => {
+      lastProgress = Date.now()
+      pendingReport.push(index)
+      if (backToSource) pendingDigests[index] = pieceDigest
+      emit(task, { phase: 'downloading', current: Math.min(desc.size, blob.have.count * blob.pieceSize) })
+      wake()
+    }
+    blob.on('piece', onPiece)
+    emit(task, { phase: 'downloading', current: Math.min(desc.size, blob.have.count * blob.pieceSize) })
+    // Pieces kept from an earlier attempt are reported again.
+    for (let i = 0; i < blob.pieceCount; i++) if (blob.have.has(i)) pendingReport.push(i)
+
+    function dropParent (id: string, reason: FailureReason | undefined, err?: unknown): void {
+      const p = parents.get(id)
+      if (p === undefined) return
+      parents.delete(id)
+      p.session?.close()
+      for (const i of p.inflight) inflight.delete(i)
+      if (reason !== undefined) {
+        failed.add(id)
+        log.warn({ parent: id, reason, err: err !== undefined ? errorMessage(err) : undefined }, 'dropping parent')
+        supernodes.reportFailure(desc.digest, id, reason).catch(() => {})
+      }
+      wake()
+    }
+
+    function addParents (list: ParentInfo[]): void {
+      for (const info of list) {
+        if (parents.size >= maxParents) break
+        if (parents.has(info.peerId) || failed.has(info.peerId)) continue
+        const p: Parent = { info, inflight: new Set(), opening: true }
+        parents.set(info.peerId, p)
+        openSession(info, desc.digest, signal).then((session) => {
+          p.opening = false
+          if (!parents.has(info.peerId)) { session.close(); return }
+          p.session = session
+          session.onHave(() => wake())
+          wake()
+        }, (err) => {
+          p.opening = false
+          dropParent(info.peerId, 'refused', err)
+        })
+      }
+    }
+
+    /** Next piece for a parent: the in-order head first, then the rarest among parents. */
+    function pick (p: Parent): number | undefined {
+      const s = p.session
+      if (s === undefined) return undefined
+      let head = 0
+      for (let i = 0; i < blob.pieceCount && head < inOrderWindow; i++) {
+        if (blob.have.has(i)) continue
+        head++
+        if (!inflight.has(i) && s.has(i) && blob.pieceDigests[i] !== undefined) return i
+      }
+      let best: number | undefined
+      let bestCount = Infinity
+      const start = Math.floor(Math.random() * blob.pieceCount)
+      for (let k = 0; k < blob.pieceCount; k++) {
+        const i = (start + k) % blob.pieceCount
+        if (blob.have.has(i) || inflight.has(i) || !s.has(i) || blob.pieceDigests[i] === undefined) continue
+        let count = 0
+        for (const q of parents.values()) if (q.session?.has(i) === true) count++
+        if (count < bestCount) { best = i; bestCount = count; if (count <= 1) break }
+      }
+      return best
+    }
+
+    function fill (): void {
+      for (const p of parents.values()) {
+        while (p.session !== undefined && p.inflight.size < windowPerParent) {
+          const index = pick(p)
+          if (index === undefined) break
+          fetchPiece(p, index)
+        }
+      }
+    }
+
+    function fetchPiece (p: Parent, index: number): void {
+      const session = p.session as PieceSessionLike
+      p.inflight.add(index)
+      inflight.add(index)
+      const timeout = AbortSignal.timeout(pieceTimeoutMs)
+      const pieceSignal = AbortSignal.any([signal, timeout])
+      ;(async () => {
+        const data = await session.request(index, { signal: pieceSignal })
+        await components.downloadLimiter?.take(data.byteLength, signal)
+        await blob.writePiece(index, data)
+        stats.peerBytes += data.byteLength
+      })().then(() => {
+        p.inflight.delete(index)
+        inflight.delete(index)
+        wake()
+      }, (err) => {
+        p.inflight.delete(index)
+        inflight.delete(index)
+        if (signal.aborted) return
+        const code = (err as { code?: string }).code
+        if (code === 'ERR_DIGEST_MISMATCH' || code === 'ERR_SIZE_MISMATCH') {
+          dropParent(p.info.peerId, 'corrupt', err)
+        } else if (timeout.aborted) {
+          dropParent(p.info.peerId, 'timeout', err)
+        } else if (code === 'ERR_FAILED_PRECONDITION') {
+          // No trusted digest yet for this piece: refresh from the supernode.
+          wake()
+        } else {
+          dropParent(p.info.peerId, 'error', err)
+        }
+      })
+    }
+
+    async function refreshParents (): Promise<void> {
+      try {
+        const view = await supernodes.parents(desc.digest, [...failed])
+        supernodeDown = false
+        blob.setPieceDigests(view.pieceDigests)
+        if (view.backToSource) backToSource = true
+        addParents(view.parents)
+      } catch (err) {
+        if (!supernodeDown) log.warn({ err: errorMessage(err) }, 'supernode did not answer; keeping known parents')
+        supernodeDown = true
+        // A restarted supernode forgot the task: register it again.
+        if (isJoeyError(err) && (err.code === 'ERR_NOT_FOUND' || err.code === 'ERR_FAILED_PRECONDITION')) {
+          try {
+            const view = await supernodes.registerTask({ digest: desc.digest, size: desc.size, reference: ref.name, ...(options.authorization !== undefined ? { authorization: options.authorization } : {}) })
+            supernodeDown = false
+            blob.setPieceDigests(view.pieceDigests)
+            if (view.backToSource) backToSource = true
+            addParents(view.parents)
+            for (let i = 0; i < blob.pieceCount; i++) if (blob.have.has(i)) pendingReport.push(i)
+          } catch {}
+        }
+      }
+    }
+
+    function startOrigin (why: string): void {
+      if (originRun !== undefined) return
+      log.warn({ why, have: blob.have.count, of: blob.pieceCount }, 'fetching the rest of the blob from the origin')
+      stats.originFetches++
+      originRun = fetchPiecesFromOrigin(registry, ref, blob, {
+        signal,
+        onBytes: (n) => { stats.originBytes += n },
+        ...(options.authorization !== undefined ? { authorization: options.authorization } : {})
+      }).catch((err) => {
+        if (!signal.aborted) log.warn({ err: errorMessage(err) }, 'origin fetch failed')
+        originRun = undefined
+        throw err
+      })
+      originRun.catch(() => {})
+    }
+
+    addParents(firstView.parents)
+    let lastRefresh = Date.now()
+    try {
+      while (!blob.complete) {
+        if (signal.aborted) throw new JoeyError('ERR_ABORTED', `transfer of ${desc.digest} aborted`)
+        if (backToSource) startOrigin('scheduler sent this peer back to source')
+        fill()
+        const now = Date.now()
+        const idle = now - lastProgress
+        const busy = inflight.size > 0 || [...parents.values()].some(p => p.opening)
+        if ((parents.size < maxParents && now - lastRefresh > 1000) || (idle > stallTimeoutMs && now - lastRefresh > stallTimeoutMs / 2)) {
+          lastRefresh = now
+          await refreshParents()
+          fill()
+        }
+        if (originRun === undefined && ((!busy && parents.size === 0 && supernodeDown) || idle > 2 * stallTimeoutMs)) {
+          startOrigin(supernodeDown ? 'no supernode and no parents' : 'no progress from parents')
+        }
+        if (blob.complete) break
+        await Promise.race([woken(), new Promise(resolve => setTimeout(resolve, 250)), ...(originRun !== undefined ? [originRun.catch(() => {})] : [])])
+        if (originRun !== undefined) {
+          // The origin run ending without completing the blob is an error worth surfacing.
+          const settled = await Promise.race([originRun.then(() => 'ok', (e: unknown) => e), Promise.resolve('pending')])
+          if (settled !== 'pending' && settled !== 'ok' && !blob.complete && parents.size === 0) throw toJoeyError(settled)
+        }
+      }
+    } finally {
+      clearInterval(reportTimer)
+      blob.off('piece', onPiece)
+      for (const id of [...parents.keys()]) dropParent(id, undefined)
+      options.signal?.removeEventListener('abort', onAbort)
+      stopController.signal.removeEventListener('abort', onAbort)
+      controller.abort()
+      if (pendingReport.length > 0) {
+        await supernodes.reportPieces(desc.digest, { pieces: pendingReport.splice(0), ...(backToSource ? { pieceDigests: { ...pendingDigests } } : {}) }).catch(() => {})
+      }
+    }
+  }
+
+  return {
+    completed,
+    stats: () => ({ ...stats }),
+    async fetchBlob (ref, desc, options = {}) {
+      let task = tasks.get(desc.digest)
+      if (task === undefined) {
+        const t: Task = {
+          digest: desc.digest,
+          listeners: new Set(),
+          progress: { digest: desc.digest, current: 0, total: desc.size, phase: 'waiting' },
+          promise: Promise.resolve()
+        }
+        // The shared task must not die because the first caller gave up; only stop() ends it.
+        const { signal: _ignored, ...shared } = options
+        t.promise = run(ref, desc, t, shared).finally(() => { tasks.delete(desc.digest) })
+        tasks.set(desc.digest, t)
+        task = t
+      }
+      const listener = options.onProgress
+      if (listener !== undefined) { task.listeners.add(listener); listener(task.progress) }
+      try {
+        if (options.signal === undefined) { await task.promise; return }
+        await new Promise<void>((resolve, reject) => {
+          const onAbort = (): void => reject(new JoeyError('ERR_ABORTED', `fetch of ${desc.digest} aborted`))
+          if (options.signal?.aborted === true) { onAbort(); return }
+          options.signal?.addEventListener('abort', onAbort, { once: true })
+          ;(task as Task).promise.then(resolve, reject).finally(() => options.signal?.removeEventListener('abort', onAbort))
+        })
+      } finally {
+        if (listener !== undefined) task.listeners.delete(listener)
+      }
+    },
+    async reannounce () {
+      for (const [digest, size] of completed) {
+        try {
+          await supernodes.registerTask({ digest, size })
+          await supernodes.reportPieces(digest, { complete: true })
+        } catch (err) {
+          logger.debug({ digest, err: errorMessage(err) }, 're-announce failed')
+        }
+      }
+    },
+    async stop () {
+      stopController.abort()
+      await Promise.allSettled([...tasks.values()].map(t => t.promise))
+    }
+  }
+}
