@@ -6,7 +6,9 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client'
-import { JoeyError, httpStatus, isDigest } from '../src/common/index.js'
+import { JoeyError, httpStatus, isDigest, pieceSizeFor } from '../src/common/index.js'
+
+export { pieceSizeFor }
 import type { Logger } from '../src/common/index.js'
 import type { Scheduler, TaskState } from './scheduler/index.js'
 
@@ -218,15 +220,4 @@ export function supernodeApi (components: SupernodeApiComponents): FastifyPlugin
       return await reply.status(204).send()
     })
   }
-}
-
-/**
- * Piece size: 4 MiB, doubled until the blob has at most 1,000 pieces, so per-piece
- * overhead (a digest, a bit, a request) stays bounded on very large blobs.
- * Kept in step with src/p2p's rule; the supernode decides it for every task.
- */
-export function pieceSizeFor (size: number): number {
-  let piece = 4 * 1024 * 1024
-  while (Math.ceil(size / piece) > 1000) piece *= 2
-  return piece
 }

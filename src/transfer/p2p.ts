@@ -7,9 +7,10 @@
  * by rendezvous order; with none answering, parents already known for the task; with
  * none of those, the origin — counted and logged, since origin bytes are what Joey saves.
  */
-import { JoeyError, errorMessage, isJoeyError, toJoeyError, type Logger } from '../common/index.js'
+import { JoeyError, errorMessage, isJoeyError, pieceSizeFor, toJoeyError, type Logger } from '../common/index.js'
 import type { ContentStore } from '../content/index.js'
 import type { Descriptor, Reference, RegistryClient } from '../distribution/index.js'
+import type { Readable } from 'node:stream'
 import type { BlobProgress, FetchBlobOptions, TransferManager, TransferStats } from './types.js'
 import type { PartialBlob, PartialStore } from './partial.js'
 import type { SupernodeClient, TaskView, ParentInfo, FailureReason } from './supernode-client.js'
@@ -40,6 +41,9 @@ export interface P2PTransferInit {
   reportIntervalMs?: number
   /** Parents in use at once. */
   maxParents?: number
+  /** Attempts of an origin-only fetch before giving up (each resumes where the last stopped). */
+  originAttempts?: number
+  originRetryBaseMs?: number
 }
 
 export interface P2PTransferComponents {
@@ -49,13 +53,24 @@ export interface P2PTransferComponents {
   partials: PartialStore
   supernodes: SupernodeClient
   openSession: SessionOpener
-  /** The origin-only transfer, used when no supernode answers at all. */
-  direct: TransferManager
   /** Throttles piece downloads (bytes/s), shared by all tasks of the node. */
   downloadLimiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
 }
 
+export interface OpenBlobOptions {
+  start?: number
+  end?: number
+  signal?: AbortSignal
+  authorization?: string
+}
+
 export interface P2PTransfer extends TransferManager {
+  /**
+   * A stream of the blob's bytes (or a range): from the store when committed, otherwise
+   * joining (or starting) the node's task and streaming each piece once it is verified.
+   * The stream errors rather than end if the blob fails verification.
+   */
+  openBlob: (ref: Reference, desc: Descriptor, options?: OpenBlobOptions) => Promise<Readable>
   /** Digests of blobs this node holds whole, with sizes (served to peers from the store). */
   readonly completed: Map<string, number>
   stop: () => Promise<void>
@@ -71,7 +86,10 @@ interface Task {
 }
 
 export function createP2PTransfer (init: P2PTransferInit, components: P2PTransferComponents): P2PTransfer {
-  const { logger, contentStore, registry, partials, supernodes, openSession, direct } = components
+  const { logger, contentStore, registry, partials, supernodes, openSession } = components
+  const hasSupernodes = supernodes.order('x').length > 0
+  const originAttempts = init.originAttempts ?? 5
+  const originRetryBaseMs = init.originRetryBaseMs ?? 250
   const windowPerParent = init.windowPerParent ?? 4
   const inOrderWindow = init.inOrderWindow ?? 2
   const pieceTimeoutMs = init.pieceTimeoutMs ?? 20_000
@@ -95,7 +113,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       emit(task, { phase: 'exists', current: desc.size })
       return
     }
-    let view: TaskView
+    let view: TaskView | undefined
     try {
       view = await supernodes.registerTask({
         digest: desc.digest,
@@ -105,45 +123,60 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       })
     } catch (err) {
       if (isJoeyError(err) && err.kind !== 'Unavailable') throw err
-      log.warn({ err: errorMessage(err) }, 'no supernode answered; fetching from the origin')
-      await fromDirect(ref, desc, task, options)
-      return
+      if (hasSupernodes) log.warn({ err: errorMessage(err) }, 'no supernode answered; fetching from the origin')
     }
-    if (view.pieceSize === null) throw new JoeyError('ERR_PROTOCOL', `supernode sent no piece size for ${desc.digest}`)
-    const blob = await partials.open({ digest: desc.digest, size: desc.size, pieceSize: view.pieceSize })
+    if (view !== undefined && view.pieceSize === null) throw new JoeyError('ERR_PROTOCOL', `supernode sent no piece size for ${desc.digest}`)
+    const pieceSize = view?.pieceSize ?? pieceSizeFor(desc.size)
+    const blob = await partials.open({ digest: desc.digest, size: desc.size, pieceSize })
     try {
-      blob.setPieceDigests(view.pieceDigests)
-      await swarm(ref, desc, blob, view, task, options, log)
+      if (view !== undefined) {
+        blob.setPieceDigests(view.pieceDigests)
+        await swarm(ref, desc, blob, view, task, options, log)
+      } else {
+        await originOnly(ref, desc, blob, task, options, log)
+      }
       emit(task, { phase: 'verifying', current: desc.size })
       if (!await blob.verify()) {
         await partials.remove(desc.digest)
-        throw new JoeyError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} assembled from pieces does not match its digest`)
+        throw new JoeyError('ERR_DIGEST_MISMATCH', `blob ${desc.digest} does not match its digest; nothing was stored`, { detail: { digest: desc.digest } })
       }
       await commitFromPartial(blob, desc)
       completed.set(desc.digest, desc.size)
       await partials.remove(desc.digest)
-      await supernodes.reportPieces(desc.digest, { complete: true }).catch(() => {})
+      if (view !== undefined) await supernodes.reportPieces(desc.digest, { complete: true }).catch(() => {})
       emit(task, { phase: 'done', current: desc.size })
     } finally {
-      // A partial left open after a failure is kept on disk for a later resume.
+      // A partial left after a failure stays on disk (state flushed) for a later resume.
       if (partials.get(desc.digest) !== undefined && !blob.complete) await blob.flush().catch(() => {})
     }
   }
 
-  async function fromDirect (ref: Reference, desc: Descriptor, task: Task, options: FetchBlobOptions): Promise<void> {
-    const before = direct.stats().originBytes
+  /** No supernode: the origin fills the partial in order, retried from where it stopped. */
+  async function originOnly (ref: Reference, desc: Descriptor, blob: PartialBlob, task: Task, options: FetchBlobOptions, log: Logger): Promise<void> {
+    const onPiece = (): void => { emit(task, { phase: 'downloading', current: Math.min(desc.size, blob.have.count * blob.pieceSize) }) }
+    blob.on('piece', onPiece)
+    stats.originFetches++
     try {
-      await direct.fetchBlob(ref, desc, {
-        ...(options.signal !== undefined ? { signal: options.signal } : {}),
-        ...(options.authorization !== undefined ? { authorization: options.authorization } : {}),
-        onProgress: (p) => emit(task, p)
-      })
+      for (let attempt = 1; !blob.complete; attempt++) {
+        try {
+          await fetchPiecesFromOrigin(registry, ref, blob, {
+            ...(stopController.signal !== undefined ? { signal: stopController.signal } : {}),
+            onBytes: (n) => { stats.originBytes += n },
+            ...(options.authorization !== undefined ? { authorization: options.authorization } : {})
+          })
+        } catch (err) {
+          const code = (err as { code?: string }).code
+          if (attempt >= originAttempts || code === 'ERR_SIZE_MISMATCH' || code === 'ERR_DIGEST_MISMATCH' || stopController.signal.aborted || (isJoeyError(err) && ['NotFound', 'Unauthorized', 'InvalidArgument'].includes(err.kind))) {
+            if (code === 'ERR_SIZE_MISMATCH') await partials.remove(desc.digest)
+            throw err
+          }
+          log.warn({ err: errorMessage(err), attempt, have: blob.have.count, of: blob.pieceCount }, 'origin fetch interrupted; resuming')
+          await new Promise(resolve => setTimeout(resolve, Math.min(5000, originRetryBaseMs * 2 ** (attempt - 1))))
+        }
+      }
     } finally {
-      const got = direct.stats().originBytes - before
-      stats.originBytes += got
-      if (got > 0) stats.originFetches++
+      blob.off('piece', onPiece)
     }
-    completed.set(desc.digest, desc.size)
   }
 
   async function commitFromPartial (blob: PartialBlob, desc: Descriptor): Promise<void> {
@@ -410,6 +443,28 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       } finally {
         if (listener !== undefined) task.listeners.delete(listener)
       }
+    },
+    async openBlob (ref, desc, options = {}) {
+      const range = {
+        ...(options.start !== undefined ? { start: options.start } : {}),
+        ...(options.end !== undefined ? { end: options.end } : {}),
+        ...(options.signal !== undefined ? { signal: options.signal } : {})
+      }
+      if (await contentStore.has(desc.digest)) return await contentStore.read(desc.digest, range)
+      const done = this.fetchBlob(ref, desc, options.authorization !== undefined ? { authorization: options.authorization } : {})
+      let failure: unknown
+      let finished = false
+      done.then(() => { finished = true }, (err) => { failure = err; finished = true })
+      // Wait for the task's partial blob to appear, or for the task to end.
+      for (;;) {
+        const partial = partials.get(desc.digest)
+        if (partial !== undefined && partial.verified !== false) return partial.stream(range)
+        if (finished) break
+        if (options.signal?.aborted === true) throw new JoeyError('ERR_ABORTED', 'client went away')
+        await Promise.race([done.catch(() => {}), new Promise(resolve => setTimeout(resolve, 20))])
+      }
+      if (failure !== undefined) throw failure
+      return await contentStore.read(desc.digest, range)
     },
     async reannounce () {
       for (const [digest, size] of completed) {

@@ -45,6 +45,10 @@ export class PartialBlob extends EventEmitter {
   private flushTimer?: NodeJS.Timeout
   private closed = false
   private readonly writing = new Map<number, Promise<void>>()
+  private readers = 0
+  private removeWhenIdle?: () => void
+  private verifiedResult?: boolean
+  private readonly verifiedWaiters: Array<(ok: boolean) => void> = []
 
   constructor (dir: string, init: PartialBlobInit) {
     super()
@@ -193,6 +197,7 @@ export class PartialBlob extends EventEmitter {
   stream (options: { start?: number, end?: number, signal?: AbortSignal } = {}): Readable {
     const start = options.start ?? 0
     const end = options.end ?? this.size - 1
+    this.retain()
     const gen = async function * (this: PartialBlob): AsyncGenerator<Buffer> {
       let pos = start
       while (pos <= end) {
@@ -200,17 +205,63 @@ export class PartialBlob extends EventEmitter {
         await this.waitFor(index, options.signal)
         const { offset, length } = this.pieceRange(index)
         const piece = await this.readRange(index)
+        // The last bytes of the blob go out only once the whole blob is verified, so a
+        // reader never receives a complete blob that fails its digest.
+        if (index === this.pieceCount - 1 && !(await this.waitVerified())) {
+          throw new JoeyError('ERR_DIGEST_MISMATCH', `blob ${this.digest} failed verification`)
+        }
         const from = pos - offset
         const to = Math.min(length, end - offset + 1)
         yield piece.subarray(from, to)
         pos = offset + to
       }
     }
-    return Readable.from(gen.call(this), { objectMode: false })
+    const readable = Readable.from(gen.call(this), { objectMode: false })
+    let released = false
+    const done = (): void => { if (!released) { released = true; this.release() } }
+    readable.once('close', done)
+    readable.once('end', done)
+    readable.once('error', done)
+    return readable
+  }
+
+  /** Whether the whole blob was verified (undefined while unknown). */
+  get verified (): boolean | undefined { return this.verifiedResult }
+
+  /** Waits for the whole-blob verdict (set by verify(), or false when the blob is closed first). */
+  async waitVerified (): Promise<boolean> {
+    if (this.verifiedResult !== undefined) return this.verifiedResult
+    if (this.closed) return false
+    return await new Promise<boolean>(resolve => { this.verifiedWaiters.push(resolve) })
+  }
+
+  private settleVerified (ok: boolean): void {
+    if (this.verifiedResult !== undefined) return
+    this.verifiedResult = ok
+    for (const w of this.verifiedWaiters.splice(0)) w(ok)
+  }
+
+  get busy (): boolean { return this.readers > 0 }
+
+  /** Readers keep the data file alive past remove() until they finish. */
+  retain (): void { this.readers++ }
+  release (): void {
+    this.readers = Math.max(0, this.readers - 1)
+    if (this.readers === 0 && this.removeWhenIdle !== undefined) {
+      const fn = this.removeWhenIdle
+      this.removeWhenIdle = undefined
+      fn()
+    }
   }
 
   /** Whole-blob sha256 of the data file, for the final check before commit. */
   async verify (): Promise<boolean> {
+    const ok = await this.hashMatches()
+    this.settleVerified(ok)
+    return ok
+  }
+
+  private async hashMatches (): Promise<boolean> {
     const hash = createHash('sha256')
     const fh = this.handle()
     const buf = Buffer.allocUnsafe(1 << 20)
@@ -258,14 +309,20 @@ export class PartialBlob extends EventEmitter {
     if (this.flushTimer !== undefined) { clearTimeout(this.flushTimer); this.flushTimer = undefined }
     try { await this.flush() } catch {}
     this.closed = true
+    this.settleVerified(false)
     this.emit('closed')
     await this.fh?.close()
   }
 
   async remove (): Promise<void> {
     if (this.flushTimer !== undefined) { clearTimeout(this.flushTimer); this.flushTimer = undefined }
+    if (this.readers > 0) {
+      // Streaming readers finish first; a verified blob stays readable for them.
+      await new Promise<void>(resolve => { this.removeWhenIdle = resolve })
+    }
     if (!this.closed) {
       this.closed = true
+      this.settleVerified(false)
       this.emit('closed')
       await this.fh?.close()
     }
@@ -308,7 +365,9 @@ export class PartialStore {
     this.opened.delete(digest)
     if (p !== undefined) {
       const blob = await p.catch(() => undefined)
-      await blob?.remove()
+      // With readers still streaming, the files go when the last one finishes.
+      if (blob?.busy === true) void blob.remove().catch(() => {})
+      else await blob?.remove()
     } else {
       await rm(join(this.root, digestHex(digest)), { recursive: true, force: true })
     }

@@ -11,7 +11,6 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { silentLogger, JoeyError } from '../../src/common/index.js'
 import { createContentStore, type ContentStore } from '../../src/content/index.js'
 import { createRegistryClient, parseReference, type RegistryClient, type Descriptor } from '../../src/distribution/index.js'
-import { createDirectTransfer } from '../../src/transfer/index.js'
 import { PartialStore } from '../../src/transfer/partial.js'
 import { createSupernodeClient, rendezvousOrder } from '../../src/transfer/supernode-client.js'
 import { createP2PTransfer, type P2PTransfer, type PieceSessionLike, type SessionOpener } from '../../src/transfer/p2p.js'
@@ -96,8 +95,7 @@ async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean }
   const partials = new PartialStore(join(root, 'partials'), logger)
   const supernodes = createSupernodeClient({ urls, timeoutMs: 2000, penaltyMs: 500 }, { logger, host: () => ({ peerId: id, addrs: [`/memory/${id}`] }) })
   await supernodes.heartbeat()
-  const direct = createDirectTransfer({ retryBaseMs: 5 }, { logger, contentStore: store, registry: client })
-  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50 }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opener, direct })
+  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50, originRetryBaseMs: 10 }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opener })
   const node: Node = { id, store, partials, transfer, client, served: 0, ...(opts.corrupt === true ? { corrupt: true } : {}) }
   nodes.set(id, node)
   return node
@@ -202,4 +200,51 @@ test('concurrent fetches of one digest share one task', async () => {
   await Promise.all([n.transfer.fetchBlob(ref, layer), n.transfer.fetchBlob(ref, layer), n.transfer.fetchBlob(ref, layer)])
   assert.ok(await n.store.has(layer.digest))
   assert.ok(n.transfer.stats().peerBytes <= layer.size * 1.01, 'pieces were fetched once')
+})
+
+async function collect (stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of stream) chunks.push(c)
+  return Buffer.concat(chunks)
+}
+
+test('openBlob streams a blob while it downloads, and ranges of a stored blob', async () => {
+  proxy.setFaults([{ kind: 'throttle', bytesPerSecond: 24 * MiB }])
+  try {
+    const n = await makeNode('streamer', [])
+    const ref = parseReference(`${proxy.host}/big:v1`)
+    const started = Date.now()
+    const stream = await n.transfer.openBlob(ref, layer)
+    let firstByteAt = 0
+    const chunks: Buffer[] = []
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      if (firstByteAt === 0) firstByteAt = Date.now()
+      chunks.push(c)
+    }
+    const all = Buffer.concat(chunks)
+    const total = Date.now() - started
+    assert.equal(all.length, layer.size)
+    assert.ok(firstByteAt - started < total / 2, `first byte after ${firstByteAt - started} ms of ${total} ms: not streamed`)
+    // The stream ends once the blob is verified; the commit to the store follows.
+    await n.transfer.fetchBlob(ref, layer)
+    assert.ok(await n.store.has(layer.digest))
+    assert.equal(n.transfer.stats().originFetches, 1)
+    const part = await collect(await n.transfer.openBlob(ref, layer, { start: 10, end: 19 }) as AsyncIterable<Buffer>)
+    assert.deepEqual(part, all.subarray(10, 20))
+  } finally {
+    proxy.setFaults([])
+  }
+})
+
+test('a corrupt origin blob: the stream errors instead of ending, nothing is stored', async () => {
+  proxy.setFaults([{ kind: 'corrupt' }])
+  try {
+    const n = await makeNode('victim', [])
+    const stream = await n.transfer.openBlob(parseReference(`${proxy.host}/big:v1`), layer)
+    await assert.rejects(collect(stream as AsyncIterable<Buffer>), { code: 'ERR_DIGEST_MISMATCH' })
+    assert.equal(await n.store.has(layer.digest), false)
+    assert.deepEqual(await n.store.ingests(), [])
+  } finally {
+    proxy.setFaults([])
+  }
 })
