@@ -1,0 +1,3 @@
+import { snapshotterSuite } from './snapshotter-suite.js'
+
+snapshotterSuite('copy')
