@@ -1,0 +1,59 @@
+/**
+ * npm run bench [-- --quick] [-- --only a,b]: runs the benchmark cases one after another,
+ * prints each ratio against its target, and writes bench/results/latest.{json,md}.
+ */
+import '../src/common/polyfill.js'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { cpus, totalmem, release } from 'node:os'
+import type { BenchOptions, CaseResult } from './lib.js'
+import { directPull } from './cases/direct-pull.js'
+
+const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
+  'direct-pull': directPull
+}
+
+function fmt (v: number): string {
+  return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)
+}
+
+async function main (): Promise<void> {
+  const args = process.argv.slice(2)
+  const quick = args.includes('--quick')
+  const onlyArg = args.find(a => a.startsWith('--only='))?.slice('--only='.length) ?? (args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined)
+  const names = onlyArg !== undefined ? onlyArg.split(',') : Object.keys(CASES)
+  const results: CaseResult[] = []
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`
+  console.log(`Joey benchmarks (${quick ? 'quick' : 'full'}) on ${machine}`)
+  for (const name of names) {
+    const fn = CASES[name]
+    if (fn === undefined) { console.error(`unknown case ${name}; cases: ${Object.keys(CASES).join(', ')}`); process.exit(2) }
+    console.log(`\n## ${name}`)
+    try {
+      const r = await fn({ quick })
+      results.push(r)
+      console.log(r.description)
+      for (const m of r.metrics) {
+        const verdict = m.target === undefined ? '' : `  target ${m.target}: ${m.ok === true ? 'met' : 'MISSED'}`
+        console.log(`  ${m.name.padEnd(34)} ${fmt(m.value).padStart(9)} ${m.unit}${verdict}`)
+      }
+      for (const n of r.notes) console.log(`  note: ${n}`)
+    } catch (err) {
+      console.error(`  case ${name} failed: ${(err as Error).stack ?? String(err)}`)
+      results.push({ name, description: 'failed', metrics: [], notes: [String(err)] })
+    }
+  }
+  await mkdir('bench/results', { recursive: true })
+  const stamp = new Date().toISOString()
+  await writeFile('bench/results/latest.json', JSON.stringify({ date: stamp, machine, quick, results }, null, 2) + '\n')
+  const md = [`# Benchmark results`, '', `${stamp} — ${machine} — \`npm run bench${quick ? ' -- --quick' : ''}\``, '']
+  for (const r of results) {
+    md.push(`## ${r.name}`, '', r.description, '', '| metric | value | target | |', '| --- | --- | --- | --- |')
+    for (const m of r.metrics) md.push(`| ${m.name} | ${fmt(m.value)} ${m.unit} | ${m.target ?? ''} | ${m.target === undefined ? '' : m.ok === true ? 'met' : '**missed**'} |`)
+    for (const n of r.notes) md.push('', `- ${n}`)
+    md.push('')
+  }
+  await writeFile('bench/results/latest.md', md.join('\n'))
+  console.log('\nwrote bench/results/latest.json and bench/results/latest.md')
+}
+
+void main()
