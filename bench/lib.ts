@@ -88,7 +88,11 @@ export async function runCommand (cmd: string, args: string[], opts: { timeoutMs
     let err = ''
     p.stderr?.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-2000) })
     const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 600_000)
-    p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err}`)) })
+    p.on('exit', (code) => {
+      clearTimeout(t)
+      if (code === 0) resolve()
+      else reject(new Error(`${cmd} exited ${code}: ${err}`))
+    })
   })
 }
 
