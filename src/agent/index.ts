@@ -1,0 +1,263 @@
+/**
+ * joeyd's composition root: the only place that decides which implementation of each
+ * component runs and with which options. start() builds logger → content store → registry
+ * client → transfer → image service → Engine API listeners; stop() undoes it in reverse.
+ */
+import { randomUUID } from 'node:crypto'
+import { lstat, chmod, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
+import { arch, cpus, hostname, machine, release, totalmem, type as osType } from 'node:os'
+import { dirname, join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { JoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
+import { buildEngineApi, createAgentMetrics, engineErrorBody, type SystemInfo } from '../api/index.js'
+import { createContentStore, type ContentStore } from '../content/index.js'
+import { createRegistryClient, defaultPlatform, type RegistryClient } from '../distribution/index.js'
+import { createImageService, type ImageService } from '../image/index.js'
+import { createDirectTransfer } from '../transfer/index.js'
+import type { AgentConfig, ListenAddress } from './config.js'
+import { ENGINE_ID_FILE, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
+import { AGENT_NAME, AGENT_VERSION, BUILD_TIME, GIT_COMMIT, STORAGE_DRIVER } from './version.js'
+
+export { parseAgentConfig, parseListenAddress, registryHostFromEnvName } from './config.js'
+export type { AgentConfig, ListenAddress, LogFormat, LogLevel } from './config.js'
+
+export interface AgentOptions {
+  /** A logger to use instead of one built from the config (tests). */
+  logger?: Logger
+}
+
+export interface Agent extends Service {
+  readonly config: AgentConfig
+  /** Where the Engine API listens, with tcp port 0 resolved; empty before start(). */
+  addresses: () => string[]
+  /** The image service, once started (for in-process tests and future components). */
+  images: () => ImageService
+}
+
+interface Listener {
+  address: ListenAddress
+  server: Server
+  /** The socket file we created, removed again on stop. */
+  socketPath?: string
+}
+
+function isLoopbackHost (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/** Removes a socket file left by a process that died; refuses to touch anything else. */
+async function clearStaleSocket (path: string): Promise<void> {
+  let st
+  try {
+    st = await lstat(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  if (!st.isSocket()) throw new JoeyError('ERR_FAILED_PRECONDITION', `${path} exists and is not a socket; refusing to replace it`, { detail: { path } })
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(path)
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => { resolve(false) })
+  })
+  if (live) throw new JoeyError('ERR_IN_USE', `another daemon is already listening on unix://${path}`, { detail: { path } })
+  await unlink(path)
+}
+
+async function listen (server: Server, address: ListenAddress): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => { reject(err) }
+    server.once('error', onError)
+    const done = (): void => { server.off('error', onError); resolve() }
+    if (address.kind === 'unix') server.listen(address.path, done)
+    else server.listen(address.port, address.host, done)
+  })
+}
+
+async function closeServer (server: Server, graceMs: number): Promise<void> {
+  if (!server.listening) return
+  const closed = new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  // close() drops only the connections idle at that moment; a keep-alive connection whose
+  // last response (say, a cancelled pull) ends later would hold the stop for the whole grace.
+  const sweeper = setInterval(() => { server.closeIdleConnections() }, IDLE_SWEEP_MS)
+  const timer = setTimeout(() => { server.closeAllConnections() }, graceMs)
+  try {
+    await closed
+  } finally {
+    clearInterval(sweeper)
+    clearTimeout(timer)
+  }
+}
+
+/** docker info's ID: made once, kept under the data root. */
+async function engineId (dataRoot: string): Promise<string> {
+  const path = join(dataRoot, ENGINE_ID_FILE)
+  try {
+    const id = (await readFile(path, 'utf8')).trim()
+    if (/^[A-Za-z0-9:-]{8,128}$/.test(id)) return id
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const id = randomUUID()
+  await writeFile(path, `${id}\n`, { mode: 0o644 })
+  return id
+}
+
+async function osRelease (): Promise<{ name: string, version: string }> {
+  try {
+    const text = await readFile('/etc/os-release', 'utf8')
+    const field = (key: string): string | undefined => {
+      const m = new RegExp(`^${key}=(.*)$`, 'm').exec(text)
+      return m?.[1]?.replace(/^"(.*)"$/, '$1')
+    }
+    return { name: field('PRETTY_NAME') ?? osType(), version: field('VERSION_ID') ?? '' }
+  } catch {
+    return { name: osType(), version: '' }
+  }
+}
+
+export function createAgent (config: AgentConfig, options: AgentOptions = {}): Agent {
+  const shutdown = new AbortController()
+  const listeners: Listener[] = []
+  let logger: Logger | undefined
+  let store: ContentStore | undefined
+  let registry: RegistryClient | undefined
+  let imageService: ImageService | undefined
+  let app: FastifyInstance | undefined
+  let starting: Promise<void> | undefined
+  let stopping: Promise<void> | undefined
+
+  async function openListener (address: ListenAddress, handler: FastifyInstance['routing'], log: Logger): Promise<void> {
+    const server = createServer((req, res) => {
+      try {
+        handler(req, res)
+      } catch (err) {
+        // fastify answers errors itself; this only guards against a throw before routing.
+        const { status, body } = engineErrorBody(err)
+        res.writeHead(status, { 'content-type': 'application/json' }).end(body)
+      }
+    })
+    const listener: Listener = { address, server }
+    if (address.kind === 'unix') {
+      await mkdir(dirname(address.path), { recursive: true, mode: 0o755 })
+      await clearStaleSocket(address.path)
+      await listen(server, address)
+      listener.socketPath = address.path
+      listeners.push(listener)
+      await chmod(address.path, SOCKET_MODE)
+    } else {
+      await listen(server, address)
+      listeners.push(listener)
+      if (!isLoopbackHost(address.host)) log.warn({ address: address.address }, 'the Engine API listens on a non-loopback TCP address without TLS or authentication')
+    }
+    log.info({ address: actualAddress(listener) }, 'Engine API listening')
+  }
+
+  function actualAddress (l: Listener): string {
+    if (l.address.kind === 'unix') return l.address.address
+    const a = l.server.address() as AddressInfo | null
+    if (a === null) return l.address.address
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address
+    return `tcp://${host}:${a.port}`
+  }
+
+  async function doStart (): Promise<void> {
+    const log = logger = options.logger ?? createLogger({ level: config.logLevel, format: config.logFormat, name: AGENT_NAME })
+    log.info({ version: AGENT_VERSION, dataRoot: config.dataRoot, hosts: config.hosts.map(h => h.address) }, 'joeyd starting')
+    await mkdir(config.dataRoot, { recursive: true, mode: 0o711 })
+    const id = await engineId(config.dataRoot)
+
+    const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log })
+    await contentStore.start()
+    const client = registry = createRegistryClient({
+      hosts: config.registries,
+      insecureRegistries: config.insecureRegistries,
+      ...(config.registryConfig !== undefined ? { dockerConfigPath: config.registryConfig } : {}),
+      userAgent: `${AGENT_NAME}/${AGENT_VERSION}`
+    }, { logger: log })
+    const transfer = createDirectTransfer({}, { logger: log, contentStore, registry: client })
+    const images = imageService = createImageService({
+      maxConcurrentDownloads: config.maxConcurrentDownloads,
+      ...(config.platform !== undefined ? { platform: config.platform } : {})
+    }, { logger: log, contentStore, registry: client, transfer })
+
+    const metrics = createAgentMetrics({ transferStats: () => transfer.stats(), usage: async () => await contentStore.usage(), processMetrics: true })
+    const os = await osRelease()
+    const system: SystemInfo = {
+      id,
+      name: hostname(),
+      version: AGENT_VERSION,
+      gitCommit: GIT_COMMIT,
+      buildTime: BUILD_TIME,
+      dataRoot: config.dataRoot,
+      driver: STORAGE_DRIVER,
+      operatingSystem: os.name,
+      osVersion: os.version,
+      kernelVersion: release(),
+      osType: defaultPlatform().os,
+      arch: defaultPlatform().architecture,
+      machine: machine(),
+      ncpu: cpus().length,
+      memTotal: totalmem(),
+      insecureRegistries: config.insecureRegistries,
+      runtimeVersion: `node${process.versions.node} (${arch()})`
+    }
+    const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images, metrics, system })
+    for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
+    log.info({ addresses: listeners.map(actualAddress) }, 'joeyd started')
+  }
+
+  async function doStop (): Promise<void> {
+    await starting?.catch(() => {})
+    const log = logger
+    log?.info('joeyd stopping')
+    // Stop accepting first, then cancel in-flight pulls (their partial downloads stay for a resume).
+    const closing = listeners.map(async (l) => { await closeServer(l.server, SHUTDOWN_GRACE_MS) })
+    shutdown.abort(new JoeyError('ERR_ABORTED', 'joeyd is shutting down'))
+    await Promise.all(closing)
+    for (const l of listeners) {
+      if (l.socketPath !== undefined) await unlink(l.socketPath).catch(() => {})
+    }
+    listeners.length = 0
+    const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['api', app !== undefined ? async () => { await app!.close() } : undefined],
+      ['registry client', registry !== undefined ? async () => { await registry!.close() } : undefined],
+      ['content store', store !== undefined ? async () => { await store!.stop() } : undefined]
+    ]
+    for (const [name, step] of steps) {
+      if (step === undefined) continue
+      try {
+        await step()
+      } catch (err) {
+        log?.warn({ err }, `error while stopping the ${name}`)
+      }
+    }
+    log?.info('joeyd stopped')
+    log?.flush()
+  }
+
+  return {
+    config,
+    addresses: () => listeners.map(actualAddress),
+    images: () => {
+      if (imageService === undefined) throw new JoeyError('ERR_FAILED_PRECONDITION', 'joeyd is not started')
+      return imageService
+    },
+    start: async () => {
+      if (stopping !== undefined) throw new JoeyError('ERR_FAILED_PRECONDITION', 'joeyd was stopped; create a new agent')
+      starting ??= doStart()
+      try {
+        await starting
+      } catch (err) {
+        logger?.error({ err }, `joeyd failed to start: ${errorMessage(err)}`)
+        throw err
+      }
+    },
+    stop: async () => {
+      stopping ??= doStop()
+      await stopping
+    }
+  }
+}
