@@ -30,7 +30,7 @@ export async function directPull (opts: BenchOptions): Promise<CaseResult> {
 
       const root = join(dir, `joeyd-${r}`)
       const socket = join(root, 'joeyd.sock')
-      const d = await startJoeyd(['--data-root', root, '-H', `unix://${socket}`, '--log-level', 'warn'], socket)
+      const d = await startJoeyd(['--data-root', root, '-H', `unix://${socket}`, '--mirror', '127.0.0.1:0', '--log-level', 'warn'], socket)
       try {
         t = performance.now()
         await enginePull(socket, ref, 'v1')

@@ -11,7 +11,8 @@ import { JoeyError, errorMessage } from '../common/index.js'
 import { parsePlatform, type RegistryHostConfig } from '../distribution/index.js'
 import {
   DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_SOCKET_PATH,
-  DEFAULT_TCP_PORT, MAX_CONCURRENT_DOWNLOADS_LIMIT, REGISTRY_AUTH_ENV_PREFIX
+  DEFAULT_TCP_PORT, MAX_CONCURRENT_DOWNLOADS_LIMIT, REGISTRY_AUTH_ENV_PREFIX,
+  DEFAULT_MIRROR, DEFAULT_MIRROR_UPSTREAM, DEFAULT_P2P_LISTEN
 } from './constants.js'
 import { AGENT_VERSION } from './version.js'
 
@@ -39,6 +40,23 @@ export interface AgentConfig {
   maxConcurrentDownloads: number
   logLevel: LogLevel
   logFormat: LogFormat
+  /** Registry mirror listener (host, port), or undefined when turned off. */
+  mirror?: { host: string, port: number }
+  /** Upstream for mirror requests that name none. */
+  mirrorUpstream: string
+  /** Answer tags from local image records when the upstream is unreachable. */
+  mirrorAllowStaleTags: boolean
+  /** Supernode base URLs; empty means no P2P: blobs come straight from the origin. */
+  supernodes: string[]
+  /** libp2p listen multiaddr (used when supernodes are configured). */
+  p2pListen: string
+  /** Private swarm key (the file's bytes, parsed by the p2p module). */
+  swarmKeyFile?: string
+  /** Bytes per second; 0 means unlimited. */
+  uploadLimit: number
+  downloadLimit: number
+  /** Host labels sent to the supernode, e.g. zone and rack. */
+  labels: Record<string, string>
 }
 
 export interface ConfigOutput {
@@ -52,7 +70,9 @@ const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty', 'auto']
 /** Keys of the YAML file: each flag's long name, lists in the plural as dockerd's daemon.json has them. */
 const FILE_KEYS = new Set([
   'hosts', 'data-root', 'insecure-registries', 'registry-config', 'registries', 'platform',
-  'max-concurrent-downloads', 'log-level', 'log-format'
+  'max-concurrent-downloads', 'log-level', 'log-format',
+  'mirror', 'mirror-upstream', 'mirror-allow-stale-tags', 'supernodes', 'p2p-listen', 'swarm-key',
+  'upload-limit', 'download-limit', 'labels'
 ])
 const REGISTRY_KEYS = new Set(['insecure', 'ca-file', 'skip-verify'])
 
@@ -229,6 +249,15 @@ function buildProgram (output: ConfigOutput): Command {
     .option('--max-concurrent-downloads <n>', `layers downloaded at once per pull (default ${DEFAULT_MAX_CONCURRENT_DOWNLOADS})`)
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default ${DEFAULT_LOG_LEVEL})`)
     .addOption(new Option('--log-format <format>', `json, pretty, or auto: pretty when stderr is a terminal (default ${DEFAULT_LOG_FORMAT})`))
+    .option('--mirror <host:port|off>', `registry mirror listener (default ${DEFAULT_MIRROR})`)
+    .option('--mirror-upstream <host>', `upstream for mirror requests that name none (default ${DEFAULT_MIRROR_UPSTREAM})`)
+    .option('--mirror-allow-stale-tags', 'answer tags from local images when the upstream is unreachable')
+    .option('--supernode <url[,url…]>', 'supernode(s) to schedule P2P transfers (repeatable)', collect)
+    .option('--p2p-listen <multiaddr>', `libp2p listen address (default ${DEFAULT_P2P_LISTEN})`)
+    .option('--swarm-key <file>', 'private swarm key file: only peers with the same key connect')
+    .option('--upload-limit <bytes/s>', 'cap on bytes/s served to peers (e.g. 50M; 0 = none)')
+    .option('--download-limit <bytes/s>', 'cap on bytes/s fetched from peers (e.g. 50M; 0 = none)')
+    .option('--label <key=value>', 'host label sent to the supernode, e.g. zone=eu-1 (repeatable)', collect)
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: output.writeOut, writeErr: () => {}, outputError: () => {} })
@@ -254,7 +283,9 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
   }
   const o = program.opts<{
     host?: string[], dataRoot?: string, config?: string, insecureRegistry?: string[], registryConfig?: string,
-    platform?: string, maxConcurrentDownloads?: string, logLevel?: string, logFormat?: string
+    platform?: string, maxConcurrentDownloads?: string, logLevel?: string, logFormat?: string,
+    mirror?: string, mirrorUpstream?: string, mirrorAllowStaleTags?: boolean, supernode?: string[], p2pListen?: string,
+    swarmKey?: string, uploadLimit?: string, downloadLimit?: string, label?: string[]
   }>()
   const cwd = process.cwd()
   const file = o.config !== undefined ? readConfigFile(resolvePath(o.config, cwd)) : undefined
@@ -321,6 +352,56 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     throw bad(o.logFormat !== undefined ? '--log-format' : `${file?.path ?? ''}: log-format`, `expected one of ${LOG_FORMATS.join(', ')}, got "${logFormat}"`)
   }
 
+  const mirrorRaw = o.mirror ?? (fileValue(file, 'mirror', 'string') as string | undefined) ?? DEFAULT_MIRROR
+  const mirrorWhere = o.mirror !== undefined ? '--mirror' : `${file?.path ?? ''}: mirror`
+  let mirror: { host: string, port: number } | undefined
+  if (mirrorRaw !== 'off') {
+    const addr = parseListenAddress(`tcp://${mirrorRaw}`, mirrorWhere)
+    if (addr.kind !== 'tcp') throw bad(mirrorWhere, 'expected host:port or off')
+    mirror = { host: addr.host, port: addr.port }
+  }
+  const mirrorUpstream = validRegistryHost(o.mirrorUpstream ?? (fileValue(file, 'mirror-upstream', 'string') as string | undefined) ?? DEFAULT_MIRROR_UPSTREAM,
+    o.mirrorUpstream !== undefined ? '--mirror-upstream' : `${file?.path ?? ''}: mirror-upstream`)
+  const mirrorAllowStaleTags = o.mirrorAllowStaleTags ?? (fileValue(file, 'mirror-allow-stale-tags', 'boolean') as boolean | undefined) ?? false
+
+  const supernodeWhere = o.supernode !== undefined ? '--supernode' : `${file?.path ?? ''}: supernodes`
+  const supernodes = [...new Set((o.supernode ?? (fileValue(file, 'supernodes', 'strings') as string[] | undefined) ?? [])
+    .flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')
+    .map((u) => {
+      let url: URL
+      try { url = new URL(u) } catch { throw bad(supernodeWhere, `"${u}" is not a URL (http://host:8002)`) }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(supernodeWhere, `"${u}" must be http:// or https://`)
+      return url.origin
+    }))]
+  const p2pListen = o.p2pListen ?? (fileValue(file, 'p2p-listen', 'string') as string | undefined) ?? DEFAULT_P2P_LISTEN
+  if (!/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d{1,5}$/.test(p2pListen)) throw bad(o.p2pListen !== undefined ? '--p2p-listen' : `${file?.path ?? ''}: p2p-listen`, `expected a TCP multiaddr like /ip4/0.0.0.0/tcp/65002, got "${p2pListen}"`)
+  const swarmKeyRaw = o.swarmKey ?? (fileValue(file, 'swarm-key', 'string') as string | undefined)
+  const swarmKeyFile = swarmKeyRaw !== undefined ? resolvePath(swarmKeyRaw, o.swarmKey !== undefined ? cwd : fileDir) : undefined
+  if (swarmKeyFile !== undefined) {
+    try { statSync(swarmKeyFile) } catch (err) { throw bad(o.swarmKey !== undefined ? '--swarm-key' : `${file?.path ?? ''}: swarm-key`, `cannot read ${swarmKeyFile}: ${errorMessage(err)}`) }
+  }
+  const rate = (flag: string | undefined, key: string): number => {
+    const raw = flag ?? (() => { const v = file?.values[key]; return v === undefined ? undefined : String(v) })()
+    if (raw === undefined) return 0
+    try { return parseByteRate(raw) } catch (err) { throw bad(flag !== undefined ? `--${key}` : `${file?.path ?? ''}: ${key}`, errorMessage(err)) }
+  }
+  const uploadLimit = rate(o.uploadLimit, 'upload-limit')
+  const downloadLimit = rate(o.downloadLimit, 'download-limit')
+  const labels: Record<string, string> = {}
+  const fileLabels = file?.values.labels
+  if (fileLabels !== undefined) {
+    if (fileLabels === null || typeof fileLabels !== 'object' || Array.isArray(fileLabels)) throw bad(`${file?.path ?? ''}: labels`, 'expected a mapping of label names to values')
+    for (const [k, v] of Object.entries(fileLabels as Record<string, unknown>)) labels[k] = String(v)
+  }
+  for (const l of o.label ?? []) {
+    const eq = l.indexOf('=')
+    if (eq <= 0) throw bad('--label', `expected key=value, got "${l}"`)
+    labels[l.slice(0, eq)] = l.slice(eq + 1)
+  }
+  for (const [k, v] of Object.entries(labels)) {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 256) throw bad('--label', `invalid label ${k}=${v}`)
+  }
+
   const registries = fileRegistries(file)
   for (const [host, cred] of Object.entries(envCredentials(env))) registries[host] = { ...registries[host], ...cred }
 
@@ -331,10 +412,29 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     registries,
     maxConcurrentDownloads,
     logLevel: logLevel as LogLevel,
-    logFormat: logFormat as LogFormat
+    logFormat: logFormat as LogFormat,
+    mirrorUpstream,
+    mirrorAllowStaleTags,
+    supernodes,
+    p2pListen,
+    uploadLimit,
+    downloadLimit,
+    labels
   }
+  if (mirror !== undefined) config.mirror = mirror
+  if (swarmKeyFile !== undefined) config.swarmKeyFile = swarmKeyFile
   if (file !== undefined) config.configFile = file.path
   if (registryConfig !== undefined) config.registryConfig = registryConfig
   if (platform !== undefined) config.platform = platform
   return config
+}
+
+/** Parses a byte rate: a whole number of bytes/s, or with a k/M/G (×1000) or Ki/Mi/Gi (×1024) suffix. */
+export function parseByteRate (value: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?)?[bB]?(?:\/s)?$/.exec(value.trim())
+  if (m === null) throw new JoeyError('ERR_INVALID_CONFIG', `expected bytes per second such as 52428800, 50M or 50Mi, got "${value}"`)
+  const n = Number(m[1])
+  const unit = (m[2] ?? '').toLowerCase()
+  const mult = unit === '' ? 1 : unit === 'k' ? 1e3 : unit === 'm' ? 1e6 : unit === 'g' ? 1e9 : unit === 'ki' ? 1024 : unit === 'mi' ? 1024 ** 2 : 1024 ** 3
+  return Math.round(n * mult)
 }

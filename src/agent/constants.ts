@@ -21,3 +21,10 @@ export const SHUTDOWN_GRACE_MS = 2_000
 export const IDLE_SWEEP_MS = 50
 /** Where joeyd keeps its persistent engine ID (docker info's ID), under the data root. */
 export const ENGINE_ID_FILE = 'engine-id'
+
+/** The registry mirror listens on loopback by default. */
+export const DEFAULT_MIRROR = '127.0.0.1:65001'
+export const DEFAULT_MIRROR_UPSTREAM = 'docker.io'
+export const DEFAULT_P2P_LISTEN = '/ip4/0.0.0.0/tcp/65002'
+/** How often the agent re-registers with its supernodes (well inside their host TTL). */
+export const HEARTBEAT_MS = 10_000

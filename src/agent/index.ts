@@ -15,9 +15,17 @@ import { buildEngineApi, createAgentMetrics, engineErrorBody, type SystemInfo } 
 import { createContentStore, type ContentStore } from '../content/index.js'
 import { createRegistryClient, defaultPlatform, type RegistryClient } from '../distribution/index.js'
 import { createImageService, type ImageService } from '../image/index.js'
-import { createDirectTransfer } from '../transfer/index.js'
+import { PartialStore } from '../transfer/partial.js'
+import { PieceIndex } from '../transfer/piece-index.js'
+import { partialPieceSource } from '../transfer/source.js'
+import { createSupernodeClient } from '../transfer/supernode-client.js'
+import { createP2PTransfer, type P2PTransfer, type PieceSessionLike } from '../transfer/p2p.js'
+import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../p2p/index.js'
+import { createRateLimiter } from '../common/rate-limit.js'
+import { mirrorApi } from '../api/mirror/index.js'
+import Fastify from 'fastify'
 import type { AgentConfig, ListenAddress } from './config.js'
-import { ENGINE_ID_FILE, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
+import { ENGINE_ID_FILE, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
 import { AGENT_NAME, AGENT_VERSION, BUILD_TIME, GIT_COMMIT, STORAGE_DRIVER } from './version.js'
 
 export { parseAgentConfig, parseListenAddress, registryHostFromEnvName } from './config.js'
@@ -34,6 +42,10 @@ export interface Agent extends Service {
   addresses: () => string[]
   /** The image service, once started (for in-process tests and future components). */
   images: () => ImageService
+  /** The registry mirror's address (http://host:port), once started; undefined when off. */
+  mirrorAddress: () => string | undefined
+  /** libp2p addresses, when P2P is on. */
+  p2pAddresses: () => string[]
 }
 
 interface Listener {
@@ -126,6 +138,13 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
   let registry: RegistryClient | undefined
   let imageService: ImageService | undefined
   let app: FastifyInstance | undefined
+  let mirrorApp: FastifyInstance | undefined
+  let mirrorUrl: string | undefined
+  let host: P2PHost | undefined
+  let pieceServer: Service | undefined
+  let transfer: P2PTransfer | undefined
+  let partials: PartialStore | undefined
+  let heartbeat: NodeJS.Timeout | undefined
   let starting: Promise<void> | undefined
   let stopping: Promise<void> | undefined
 
@@ -177,13 +196,70 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       ...(config.registryConfig !== undefined ? { dockerConfigPath: config.registryConfig } : {}),
       userAgent: `${AGENT_NAME}/${AGENT_VERSION}`
     }, { logger: log })
-    const transfer = createDirectTransfer({}, { logger: log, contentStore, registry: client })
+    // Partial blobs: pieces from peers or the origin, streamable before the blob is whole.
+    let servedBytes = 0
+    const partialStore = partials = new PartialStore(join(config.dataRoot, 'partials'), log.child({ component: 'partials' }))
+    const pieceIndex = new PieceIndex(join(config.dataRoot, 'pieces'), log)
+    await pieceIndex.load()
+    if (config.supernodes.length > 0) {
+      const swarmKey = config.swarmKeyFile !== undefined ? parseSwarmKey(await readFile(config.swarmKeyFile, 'utf8')) : undefined
+      const p2p = host = createP2PHost({
+        listen: [config.p2pListen],
+        identityPath: join(config.dataRoot, 'peer.key'),
+        ...(swarmKey !== undefined ? { swarmKey } : {})
+      }, { logger: log.child({ component: 'p2p' }) })
+      await p2p.start()
+      pieceServer = createPieceServer({
+        ...(config.uploadLimit > 0 ? { uploadLimiter: createRateLimiter(config.uploadLimit) } : {}),
+        onServed: (bytes) => { servedBytes += bytes }
+      }, { logger: log.child({ component: 'piece-server' }), host: p2p, source: partialPieceSource(partialStore, { index: pieceIndex, contentStore }) as never })
+      await pieceServer.start()
+    }
+    const supernodes = createSupernodeClient({ urls: config.supernodes }, {
+      logger: log.child({ component: 'supernode-client' }),
+      host: () => ({ peerId: host?.peerId ?? '', addrs: host?.multiaddrs() ?? [], labels: config.labels })
+    })
+    const downloadLimiter = config.downloadLimit > 0 ? createRateLimiter(config.downloadLimit) : undefined
+    const transferManager = transfer = createP2PTransfer({}, {
+      logger: log.child({ component: 'transfer' }),
+      contentStore,
+      registry: client,
+      partials: partialStore,
+      supernodes,
+      pieceIndex,
+      ...(downloadLimiter !== undefined ? { downloadLimiter } : {}),
+      openSession: async (parent, digest, signal): Promise<PieceSessionLike> => {
+        if (host === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')
+        let lastErr: unknown
+        for (const addr of parent.addrs) {
+          try {
+            const session = await openPieceSession(host, addr.includes('/p2p/') ? addr : `${addr}/p2p/${parent.peerId}`, digest, { signal })
+            return {
+              has: (i) => session.has(i),
+              onHave: (cb) => { session.onHave((i) => { cb(i) }) },
+              request: async (i, o) => await session.request(i, o),
+              close: () => { void session.close() }
+            }
+          } catch (err) {
+            lastErr = err
+          }
+        }
+        throw lastErr ?? new JoeyError('ERR_UNAVAILABLE', `parent ${parent.peerId} has no address`)
+      }
+    })
+    if (config.supernodes.length > 0) {
+      supernodes.onRestart(() => { void transferManager.reannounce() })
+      void supernodes.heartbeat().then(async () => { await transferManager.reannounce() })
+      heartbeat = setInterval(() => { void supernodes.heartbeat() }, HEARTBEAT_MS)
+      heartbeat.unref()
+    }
+    const transfer_ = transferManager
     const images = imageService = createImageService({
       maxConcurrentDownloads: config.maxConcurrentDownloads,
       ...(config.platform !== undefined ? { platform: config.platform } : {})
-    }, { logger: log, contentStore, registry: client, transfer })
+    }, { logger: log, contentStore, registry: client, transfer: transfer_ })
 
-    const metrics = createAgentMetrics({ transferStats: () => transfer.stats(), usage: async () => await contentStore.usage(), processMetrics: true })
+    const metrics = createAgentMetrics({ transferStats: () => ({ ...transfer_.stats(), uploadedBytes: servedBytes }), usage: async () => await contentStore.usage(), processMetrics: true })
     const os = await osRelease()
     const system: SystemInfo = {
       id,
@@ -206,6 +282,15 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     }
     const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images, metrics, system })
     for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
+    if (config.mirror !== undefined) {
+      const m = mirrorApp = Fastify({ logger: false })
+      await m.register(mirrorApi({ defaultUpstream: config.mirrorUpstream, allowStaleTags: config.mirrorAllowStaleTags }, {
+        logger: log, contentStore, registry: client, transfer: transfer_
+      }))
+      mirrorUrl = await m.listen({ host: config.mirror.host, port: config.mirror.port })
+      if (!isLoopbackHost(config.mirror.host)) log.warn({ address: mirrorUrl }, 'the registry mirror listens on a non-loopback address')
+      log.info({ address: mirrorUrl }, 'registry mirror listening')
+    }
     log.info({ addresses: listeners.map(actualAddress) }, 'joeyd started')
   }
 
@@ -221,8 +306,14 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       if (l.socketPath !== undefined) await unlink(l.socketPath).catch(() => {})
     }
     listeners.length = 0
+    if (heartbeat !== undefined) clearInterval(heartbeat)
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['mirror', mirrorApp !== undefined ? async () => { await mirrorApp!.close() } : undefined],
       ['api', app !== undefined ? async () => { await app!.close() } : undefined],
+      ['transfer', transfer !== undefined ? async () => { await transfer!.stop() } : undefined],
+      ['piece server', pieceServer !== undefined ? async () => { await pieceServer!.stop() } : undefined],
+      ['p2p host', host !== undefined ? async () => { await host!.stop() } : undefined],
+      ['partials', partials !== undefined ? async () => { await partials!.close() } : undefined],
       ['registry client', registry !== undefined ? async () => { await registry!.close() } : undefined],
       ['content store', store !== undefined ? async () => { await store!.stop() } : undefined]
     ]
@@ -241,6 +332,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
   return {
     config,
     addresses: () => listeners.map(actualAddress),
+    mirrorAddress: () => mirrorUrl,
+    p2pAddresses: () => host?.multiaddrs() ?? [],
     images: () => {
       if (imageService === undefined) throw new JoeyError('ERR_FAILED_PRECONDITION', 'joeyd is not started')
       return imageService

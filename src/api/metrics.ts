@@ -63,6 +63,7 @@ export function createAgentMetrics (sources: AgentMetricsSources = {}): AgentMet
   transferCounter('joeyd_origin_bytes_total', 'Blob bytes received from origin registries', s => s.originBytes)
   transferCounter('joeyd_origin_fetches_total', 'Blobs fetched from origin registries', s => s.originFetches)
   transferCounter('joeyd_peer_bytes_total', 'Blob bytes received from peers', s => s.peerBytes)
+  transferCounter('joeyd_peer_bytes_served_total', 'Piece bytes served to peers', s => s.uploadedBytes ?? 0)
   usageGauge('joeyd_content_blobs', 'Committed blobs in the content store', u => u.blobs)
   usageGauge('joeyd_content_blob_bytes', 'Bytes of committed blobs in the content store', u => u.blobBytes)
   usageGauge('joeyd_content_ingests', 'Partial downloads (ingests) in the content store', u => u.ingests)

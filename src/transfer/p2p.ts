@@ -15,6 +15,7 @@ import type { BlobProgress, FetchBlobOptions, TransferManager, TransferStats } f
 import type { PartialBlob, PartialStore } from './partial.js'
 import type { SupernodeClient, TaskView, ParentInfo, FailureReason } from './supernode-client.js'
 import { fetchPiecesFromOrigin } from './origin-pieces.js'
+import type { PieceIndex } from './piece-index.js'
 
 /** What the transfer manager needs of a connection to one parent for one task. */
 export interface PieceSessionLike {
@@ -41,6 +42,12 @@ export interface P2PTransferInit {
   reportIntervalMs?: number
   /** Parents in use at once. */
   maxParents?: number
+  /** How often the parent set is refreshed from the scheduler even when full. */
+  rebalanceMs?: number
+  /** Requests in flight to a seed while peer parents are available too. */
+  seedWindow?: number
+  /** How long a parent that failed (not corrupt) is skipped before it may be tried again. */
+  parentRetryMs?: number
   /** Attempts of an origin-only fetch before giving up (each resumes where the last stopped). */
   originAttempts?: number
   originRetryBaseMs?: number
@@ -53,6 +60,8 @@ export interface P2PTransferComponents {
   partials: PartialStore
   supernodes: SupernodeClient
   openSession: SessionOpener
+  /** Piece digests of whole blobs, so they can be served to peers after the partial is gone. */
+  pieceIndex?: PieceIndex
   /** Throttles piece downloads (bytes/s), shared by all tasks of the node. */
   downloadLimiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
 }
@@ -95,6 +104,9 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
   const pieceTimeoutMs = init.pieceTimeoutMs ?? 20_000
   const stallTimeoutMs = init.stallTimeoutMs ?? 5_000
   const reportIntervalMs = init.reportIntervalMs ?? 200
+  const parentRetryMs = init.parentRetryMs ?? 3000
+  const seedWindow = init.seedWindow ?? 1
+  const rebalanceMs = init.rebalanceMs ?? 2000
   const maxParents = init.maxParents ?? 4
   const tasks = new Map<string, Task>()
   const completed = new Map<string, number>()
@@ -142,6 +154,9 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       }
       await commitFromPartial(blob, desc)
       completed.set(desc.digest, desc.size)
+      await components.pieceIndex?.save({ digest: desc.digest, size: desc.size, pieceSize: blob.pieceSize, pieceDigests: blob.pieceDigests as string[] }).catch((err) => {
+        log.warn({ err: errorMessage(err) }, 'could not record piece digests; the blob will not be served to peers')
+      })
       await partials.remove(desc.digest)
       if (view !== undefined) await supernodes.reportPieces(desc.digest, { complete: true }).catch(() => {})
       emit(task, { phase: 'done', current: desc.size })
@@ -201,7 +216,13 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
 
     interface Parent { info: ParentInfo, session?: PieceSessionLike, inflight: Set<number>, opening: boolean }
     const parents = new Map<string, Parent>()
-    const failed = new Set<string>()
+    // Parents that failed, and until when they are skipped; corrupt ones for good.
+    const failedUntil = new Map<string, number>()
+    const failed = {
+      has: (id: string): boolean => (failedUntil.get(id) ?? 0) > Date.now(),
+      add: (id: string, ms: number): void => { failedUntil.set(id, Date.now() + ms) },
+      list: (): string[] => [...failedUntil.entries()].filter(([, t]) => t > Date.now()).map(([id]) => id)
+    }
     const inflight = new Set<number>()
     const pendingReport: number[] = []
     const pendingDigests: Record<number, string> = {}
@@ -241,7 +262,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       p.session?.close()
       for (const i of p.inflight) inflight.delete(i)
       if (reason !== undefined) {
-        failed.add(id)
+        failed.add(id, reason === 'corrupt' ? Number.MAX_SAFE_INTEGER : parentRetryMs)
         log.warn({ parent: id, reason, err: err !== undefined ? errorMessage(err) : undefined }, 'dropping parent')
         supernodes.reportFailure(desc.digest, id, reason).catch(() => {})
       }
@@ -253,8 +274,20 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         if (parents.size >= maxParents) break
         if (parents.has(info.peerId) || failed.has(info.peerId)) continue
         const p: Parent = { info, inflight: new Set(), opening: true }
+        log.debug({ parent: info.peerId, seed: info.seed }, 'adding parent')
         parents.set(info.peerId, p)
-        openSession(info, desc.digest, signal).then((session) => {
+        const open = async (): Promise<PieceSessionLike> => {
+          // Connection set-up can fail transiently (simultaneous dials, a busy peer).
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await openSession(info, desc.digest, signal)
+            } catch (err) {
+              if (attempt >= 3 || signal.aborted) throw err
+              await new Promise(resolve => setTimeout(resolve, 100 * attempt))
+            }
+          }
+        }
+        open().then((session) => {
           p.opening = false
           if (!parents.has(info.peerId)) { session.close(); return }
           p.session = session
@@ -267,22 +300,33 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       }
     }
 
-    /** Next piece for a parent: the in-order head first, then the rarest among parents. */
+    /** Whether a peer parent (not a seed) holds the piece: then the seed is spared it. */
+    function peerHas (i: number): boolean {
+      for (const q of parents.values()) if (!q.info.seed && q.session?.has(i) === true) return true
+      return false
+    }
+
+    /**
+     * Next piece for a parent: the in-order head first (streaming readers), then the
+     * rarest among parents. A seed only gets pieces no peer parent can give, so its
+     * upload goes to first copies and agents feed each other.
+     */
     function pick (p: Parent): number | undefined {
       const s = p.session
       if (s === undefined) return undefined
+      const wanted = (i: number): boolean => !blob.have.has(i) && !inflight.has(i) && s.has(i) && blob.pieceDigests[i] !== undefined && !(p.info.seed && peerHas(i))
       let head = 0
       for (let i = 0; i < blob.pieceCount && head < inOrderWindow; i++) {
         if (blob.have.has(i)) continue
         head++
-        if (!inflight.has(i) && s.has(i) && blob.pieceDigests[i] !== undefined) return i
+        if (wanted(i)) return i
       }
       let best: number | undefined
       let bestCount = Infinity
       const start = Math.floor(Math.random() * blob.pieceCount)
       for (let k = 0; k < blob.pieceCount; k++) {
         const i = (start + k) % blob.pieceCount
-        if (blob.have.has(i) || inflight.has(i) || !s.has(i) || blob.pieceDigests[i] === undefined) continue
+        if (!wanted(i)) continue
         let count = 0
         for (const q of parents.values()) if (q.session?.has(i) === true) count++
         if (count < bestCount) { best = i; bestCount = count; if (count <= 1) break }
@@ -291,8 +335,13 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
     }
 
     function fill (): void {
-      for (const p of parents.values()) {
-        while (p.session !== undefined && p.inflight.size < windowPerParent) {
+      // Peer parents first, seeds last.
+      const ordered = [...parents.values()].sort((a, b) => Number(a.info.seed) - Number(b.info.seed))
+      for (const p of ordered) {
+        // One request at a time to a seed once peers can serve: each piece should leave
+        // the seed as few times as possible.
+        const window = p.info.seed && parents.size > 1 ? seedWindow : windowPerParent
+        while (p.session !== undefined && p.inflight.size < window) {
           const index = pick(p)
           if (index === undefined) break
           fetchPiece(p, index)
@@ -311,6 +360,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         await components.downloadLimiter?.take(data.byteLength, signal)
         await blob.writePiece(index, data)
         stats.peerBytes += data.byteLength
+        log.debug({ parent: p.info.peerId, seed: p.info.seed, index }, 'piece received')
       })().then(() => {
         p.inflight.delete(index)
         inflight.delete(index)
@@ -335,10 +385,16 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
 
     async function refreshParents (): Promise<void> {
       try {
-        const view = await supernodes.parents(desc.digest, [...failed])
+        const view = await supernodes.parents(desc.digest, failed.list())
         supernodeDown = false
         blob.setPieceDigests(view.pieceDigests)
         if (view.backToSource) backToSource = true
+        // The scheduler moved this peer off a seed: let the seed go once peers can serve.
+        const chosen = new Set(view.parents.map(p => p.peerId))
+        const peersLeft = [...parents.values()].some(p => !p.info.seed) || view.parents.some(p => !p.seed)
+        for (const p of [...parents.values()]) {
+          if (p.info.seed && !chosen.has(p.info.peerId) && peersLeft && p.inflight.size === 0) dropParent(p.info.peerId, undefined)
+        }
         addParents(view.parents)
       } catch (err) {
         if (!supernodeDown) log.warn({ err: errorMessage(err) }, 'supernode did not answer; keeping known parents')
@@ -383,7 +439,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         const now = Date.now()
         const idle = now - lastProgress
         const busy = inflight.size > 0 || [...parents.values()].some(p => p.opening)
-        if ((parents.size < maxParents && now - lastRefresh > 1000) || (idle > stallTimeoutMs && now - lastRefresh > stallTimeoutMs / 2)) {
+        if ((parents.size < maxParents && now - lastRefresh > 1000) || now - lastRefresh > rebalanceMs || (idle > stallTimeoutMs && now - lastRefresh > stallTimeoutMs / 2)) {
           lastRefresh = now
           await refreshParents()
           fill()
@@ -467,7 +523,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       return await contentStore.read(desc.digest, range)
     },
     async reannounce () {
+      for (const e of components.pieceIndex?.list() ?? []) completed.set(e.digest, e.size)
       for (const [digest, size] of completed) {
+        if (components.pieceIndex !== undefined && components.pieceIndex.get(digest) === undefined) continue
+        if (!await contentStore.has(digest)) { completed.delete(digest); await components.pieceIndex?.delete(digest); continue }
         try {
           await supernodes.registerTask({ digest, size })
           await supernodes.reportPieces(digest, { complete: true })

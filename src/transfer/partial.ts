@@ -17,7 +17,7 @@ import { Readable } from 'node:stream'
 import { JoeyError, digestHex, isDigest, sha256, type Logger } from '../common/index.js'
 import { Bitfield } from '../common/bitfield.js'
 
-export const STATE_FLUSH_MS = 500
+export const STATE_FLUSH_MS = 100
 
 export interface PartialBlobInit {
   digest: string

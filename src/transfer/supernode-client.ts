@@ -60,8 +60,8 @@ export function rendezvousOrder (urls: string[], key: string): string[] {
 export function createSupernodeClient (init: SupernodeClientInit, components: { logger: Logger, host: () => HostAnnouncement }): SupernodeClient {
   const { logger } = components
   const urls = init.urls.map(u => u.replace(/\/+$/, ''))
-  const timeoutMs = init.timeoutMs ?? 3000
-  const penaltyMs = init.penaltyMs ?? 10_000
+  const timeoutMs = init.timeoutMs ?? 10_000
+  const penaltyMs = init.penaltyMs ?? 5_000
   const downUntil = new Map<string, number>()
   /** The supernode that owns each digest's task, once registered. */
   const owner = new Map<string, string>()

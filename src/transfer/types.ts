@@ -22,6 +22,8 @@ export interface TransferStats {
   peerBytes: number
   /** Number of times a blob was fetched from the origin. */
   originFetches: number
+  /** Piece bytes this node served to peers. */
+  uploadedBytes?: number
 }
 
 /**

@@ -94,6 +94,8 @@ export interface SchedulerInit {
   /** Distinct reporters of corrupt pieces after which a peer is blocked for everyone. */
   corruptReportsToBlock?: number
   defaultUploadSlots?: number
+  /** Children of one task a seed serves while agents can relay to the rest. */
+  seedChildrenPerTask?: number
   now?: () => number
   random?: () => number
 }
@@ -106,7 +108,8 @@ export const SCHEDULER_DEFAULTS = {
   maxFailures: 3,
   failureWindowMs: 60_000,
   corruptReportsToBlock: 2,
-  defaultUploadSlots: 8
+  defaultUploadSlots: 8,
+  seedChildrenPerTask: 2
 }
 
 export class Scheduler {
@@ -126,7 +129,8 @@ export class Scheduler {
       maxFailures: init.maxFailures ?? SCHEDULER_DEFAULTS.maxFailures,
       failureWindowMs: init.failureWindowMs ?? SCHEDULER_DEFAULTS.failureWindowMs,
       corruptReportsToBlock: init.corruptReportsToBlock ?? SCHEDULER_DEFAULTS.corruptReportsToBlock,
-      defaultUploadSlots: init.defaultUploadSlots ?? SCHEDULER_DEFAULTS.defaultUploadSlots
+      defaultUploadSlots: init.defaultUploadSlots ?? SCHEDULER_DEFAULTS.defaultUploadSlots,
+      seedChildrenPerTask: init.seedChildrenPerTask ?? SCHEDULER_DEFAULTS.seedChildrenPerTask
     }
     this.now = init.now ?? Date.now
     this.random = init.random ?? Math.random
@@ -318,10 +322,11 @@ export class Scheduler {
       const host = this.hosts.get(cand.peerId)
       if (host === undefined) continue
       const useful = cand.complete ? Math.max(1, (task.pieceCount ?? 1) - peer.pieces.count) : cand.pieces.countMissingIn(peer.pieces)
-      // A seed that is still fetching is useful even before it holds a piece the child lacks.
-      if (useful === 0 && !(host.seed && !cand.complete)) continue
+      const downloading = !cand.complete && (cand.parents.size > 0 || cand.backToSource)
+      // A seed or a peer still downloading is useful even before it holds a piece the child lacks.
+      if (useful === 0 && !downloading && !(host.seed && !cand.complete)) continue
       const total = task.pieceCount ?? 1
-      let score = Math.min(1, useful / Math.max(1, total - peer.pieces.count))
+      let score = useful === 0 ? 0.1 : Math.min(1, useful / Math.max(1, total - peer.pieces.count))
       const free = host.uploadSlots - host.load
       score += free > 0 ? Math.min(1, free / Math.max(1, host.uploadSlots)) : -2
       if (me !== undefined) {
@@ -337,6 +342,20 @@ export class Scheduler {
       scored.push({ host, score })
     }
     scored.sort((a, b) => b.score - a.score)
+    // A seed feeds only a few children of a task when agents can relay: each piece should
+    // leave the seed about once and spread from agent to agent. With nothing else to
+    // offer, the seed is still given.
+    if (scored.some(x => !x.host.seed)) {
+      const seedChildren = (seedId: string): number => {
+        let n = 0
+        for (const other of task.peers.values()) if (other.parents.has(seedId)) n++
+        return n
+      }
+      for (let i = scored.length - 1; i >= 0; i--) {
+        const x = scored[i] as { host: HostState }
+        if (x.host.seed && seedChildren(x.host.peerId) >= this.opts.seedChildrenPerTask) scored.splice(i, 1)
+      }
+    }
     const chosen = scored.slice(0, this.opts.maxParents)
     for (const { host } of chosen) {
       peer.parents.add(host.peerId)
@@ -344,7 +363,9 @@ export class Scheduler {
     }
     let backToSource = false
     if (chosen.length === 0) {
-      const hasSeed = [...task.peers.values()].some(p => this.hosts.get(p.peerId)?.seed === true && !exclude.has(p.peerId))
+      // A live seed keeps everyone off the origin, even a peer that just failed to reach it:
+      // that peer retries shortly, and its own stall timer is the last resort.
+      const hasSeed = [...task.peers.values()].some(p => this.hosts.get(p.peerId)?.seed === true)
       if (!hasSeed && (peer.backToSource || task.backToSource.size < this.opts.maxBackToSource)) {
         task.backToSource.add(peerId)
         peer.backToSource = true
@@ -367,7 +388,9 @@ export class Scheduler {
       const host = this.hosts.get(cand.peerId)
       if (host === undefined) continue
       if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) continue
-      if (!host.seed && cand.pieces.count === 0 && !cand.complete) continue
+      // A peer with no piece yet is a candidate only while it is itself downloading: its
+      // pieces will reach the child through HAVE as they land (a pipeline, not a wait).
+      if (!host.seed && cand.pieces.count === 0 && !cand.complete && cand.parents.size === 0 && !cand.backToSource) continue
       eligible.push(cand)
     }
     const k = this.opts.sampleSize

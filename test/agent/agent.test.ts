@@ -19,7 +19,7 @@ after(async () => {
 })
 
 function agent (name: string, socket: string, extra: string[] = []): Agent {
-  const a = createAgent(parseAgentConfig(['--data-root', join(dir, name), '-H', `unix://${socket}`, '-H', 'tcp://127.0.0.1:0', ...extra], {}), { logger: silentLogger() })
+  const a = createAgent(parseAgentConfig(['--data-root', join(dir, name), '-H', `unix://${socket}`, '-H', 'tcp://127.0.0.1:0', '--mirror', '127.0.0.1:0', ...extra], {}), { logger: silentLogger() })
   agents.push(a)
   return a
 }
@@ -100,7 +100,7 @@ describe('createAgent', () => {
     const a = agent('busy-a', join(dir, 'busy-a.sock'))
     await a.start()
     const port = a.addresses()[1]!.split(':').at(-1)!
-    const b = createAgent(parseAgentConfig(['--data-root', join(dir, 'busy-b'), '-H', `unix://${socket}`, '-H', `tcp://127.0.0.1:${port}`], {}), { logger: silentLogger() })
+    const b = createAgent(parseAgentConfig(['--data-root', join(dir, 'busy-b'), '-H', `unix://${socket}`, '-H', `tcp://127.0.0.1:${port}`, '--mirror', '127.0.0.1:0'], {}), { logger: silentLogger() })
     agents.push(b)
     await assert.rejects(b.start(), { code: 'EADDRINUSE' })
     await b.stop()

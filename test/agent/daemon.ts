@@ -48,7 +48,7 @@ export interface StartJoeydOptions {
 
 export async function startJoeyd (opts: StartJoeydOptions): Promise<Joeyd> {
   const tcpPort = opts.tcpPort ?? await freePort()
-  const args = [join(ROOT, 'bin/joeyd.js'), '--data-root', opts.dataRoot, '-H', `unix://${opts.socket}`, '-H', `tcp://127.0.0.1:${tcpPort}`, '--log-level', 'debug', ...(opts.args ?? [])]
+  const args = [join(ROOT, 'bin/joeyd.js'), '--data-root', opts.dataRoot, '-H', `unix://${opts.socket}`, '-H', `tcp://127.0.0.1:${tcpPort}`, '--log-level', 'debug', '--mirror', '127.0.0.1:0', ...(opts.args ?? [])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env } })
   let out = ''
   let stdout = ''

@@ -107,14 +107,15 @@ test('repeatedly failing hosts are skipped until the failure window passes', () 
 
 test('back to source is allowed only without a seed, and capped per task', () => {
   const s = new Scheduler({ maxBackToSource: 2 })
-  for (const id of ['a', 'b', 'c']) s.upsertHost({ peerId: id, addrs: [] })
+  for (const id of ['a', 'b', 'c', 'd']) s.upsertHost({ peerId: id, addrs: [] })
   s.upsertTask(D, { size: 10, pieceSize: 4 })
-  assert.equal(s.parents(D, 'a').backToSource, true)
-  assert.equal(s.parents(D, 'b').backToSource, true)
-  assert.equal(s.parents(D, 'c').backToSource, false, 'third peer waits for the first two')
+  assert.equal(s.parents(D, 'a').backToSource, true, 'the first peer of a seedless task goes to the origin')
+  const b = s.parents(D, 'b')
+  assert.deepEqual([b.backToSource, b.parents.map(p => p.peerId)], [false, ['a']], 'the next relays from it')
+  assert.equal(s.parents(D, 'c', { exclude: ['a', 'b'] }).backToSource, true, 'a peer that cannot reach the others may go')
+  assert.equal(s.parents(D, 'd', { exclude: ['a', 'b', 'c'] }).backToSource, false, 'but no more than the cap at once')
   s.reportPieces(D, 'a', { complete: true })
-  const c = s.parents(D, 'c')
-  assert.deepEqual(c.parents.map(p => p.peerId), ['a'])
+  assert.equal(s.parents(D, 'd', { exclude: ['b', 'c'] }).parents[0]?.peerId, 'a')
 })
 
 test('soft state: hosts expire after the TTL and leave their tasks', () => {
@@ -134,4 +135,13 @@ test('bad input gets stable codes', () => {
   assert.throws(() => s.parents('sha256:' + 'b'.repeat(64), 'p1'), { code: 'ERR_NOT_FOUND' })
   assert.throws(() => s.joinTask(D, 'stranger'), { code: 'ERR_NOT_FOUND' })
   assert.throws(() => s.upsertTask('sha256:' + 'c'.repeat(64), { size: -1, pieceSize: 4 }), { code: 'ERR_INVALID_ARGUMENT' })
+})
+
+test('a seed feeds a few children per task; the rest relay from agents', () => {
+  const s = setup(8, { seedChildrenPerTask: 2 })
+  for (let i = 1; i <= 8; i++) s.joinTask(D, `p${i}`)
+  const seedChildren = (): number => [...(s.tasks.get(D)?.peers.values() ?? [])].filter(p => p.parents.has('seed')).length
+  for (let i = 1; i <= 8; i++) s.parents(D, `p${i}`)
+  assert.ok(seedChildren() <= 2, `the seed has ${seedChildren()} children`)
+  for (let i = 3; i <= 8; i++) assert.ok(s.parents(D, `p${i}`).parents.length > 0, `p${i} got no parent`)
 })

@@ -1,0 +1,55 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { JoeyError, isAbortError } from './errors.js'
+
+/** Throttles a flow of bytes: `take` resolves once `bytes` may be sent or received. */
+export interface RateLimiter {
+  take: (bytes: number, signal?: AbortSignal) => Promise<void>
+}
+
+export interface RateLimiterOptions {
+  /** Bytes that may pass at once after an idle period; defaults to a quarter second of rate. */
+  burstBytes?: number
+  /** Clock in ms, for tests. */
+  now?: () => number
+}
+
+/**
+ * A token bucket that lets callers go into debt: a take larger than the bucket is
+ * admitted and later takes wait until the debt is paid back. Takes are served in call
+ * order, because each reservation is made before the wait, so one big piece cannot be
+ * starved by a stream of small ones. An aborted wait gives its reservation back.
+ */
+export function createRateLimiter (bytesPerSecond: number, options: RateLimiterOptions = {}): RateLimiter {
+  if (!Number.isFinite(bytesPerSecond) || bytesPerSecond <= 0) {
+    throw new JoeyError('ERR_INVALID_CONFIG', `rate limit must be a positive number of bytes per second, got ${String(bytesPerSecond)}`)
+  }
+  const burst = options.burstBytes ?? Math.max(16 * 1024, Math.floor(bytesPerSecond / 4))
+  if (!Number.isFinite(burst) || burst < 0) throw new JoeyError('ERR_INVALID_CONFIG', `rate limit burst must be a non-negative number of bytes, got ${String(burst)}`)
+  const now = options.now ?? (() => performance.now())
+  let tokens = burst
+  let last = now()
+
+  function refill (): void {
+    const t = now()
+    tokens = Math.min(burst, tokens + (t - last) * bytesPerSecond / 1000)
+    last = t
+  }
+
+  return {
+    async take (bytes, signal) {
+      if (!Number.isFinite(bytes) || bytes < 0) throw new JoeyError('ERR_INVALID_ARGUMENT', `cannot take ${String(bytes)} bytes from a rate limiter`)
+      if (signal?.aborted === true) throw new JoeyError('ERR_ABORTED', 'rate limiter wait aborted', { cause: signal.reason })
+      refill()
+      tokens -= bytes
+      if (tokens >= 0) return
+      const waitMs = -tokens * 1000 / bytesPerSecond
+      try {
+        await sleep(waitMs, undefined, signal !== undefined ? { signal } : {})
+      } catch (err) {
+        tokens += bytes
+        if (isAbortError(err)) throw new JoeyError('ERR_ABORTED', 'rate limiter wait aborted', { cause: err })
+        throw err
+      }
+    }
+  }
+}
