@@ -256,7 +256,7 @@ function buildProgram (output: ConfigOutput): Command {
     .option('--p2p-listen <multiaddr>', `libp2p listen address (default ${DEFAULT_P2P_LISTEN})`)
     .option('--swarm-key <file>', 'private swarm key file: only peers with the same key connect')
     .option('--upload-limit <bytes/s>', 'cap on bytes/s served to peers (e.g. 50M; 0 = none)')
-    .option('--download-limit <bytes/s>', 'cap on bytes/s fetched from peers (e.g. 50M; 0 = none)')
+    .option('--download-limit <bytes/s>', 'cap on bytes/s downloaded from peers and the origin (e.g. 50M; 0 = none)')
     .option('--label <key=value>', 'host label sent to the supernode, e.g. zone=eu-1 (repeatable)', collect)
     .allowExcessArguments(false)
     .exitOverride()

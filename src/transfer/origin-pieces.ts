@@ -12,6 +12,8 @@ export interface OriginPiecesOptions {
   authorization?: string
   /** Called with every chunk's size as it arrives from the origin. */
   onBytes?: (n: number) => void
+  /** The node's download cap, applied to origin bytes as to peer bytes. */
+  limiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
 }
 
 export async function fetchPiecesFromOrigin (registry: RegistryClient, ref: Reference, blob: PartialBlob, options: OriginPiecesOptions = {}): Promise<void> {
@@ -32,6 +34,7 @@ export async function fetchPiecesFromOrigin (registry: RegistryClient, ref: Refe
   let filled = 0
   for await (const chunk of res.stream as AsyncIterable<Buffer>) {
     options.onBytes?.(chunk.length)
+    if (options.limiter !== undefined) await options.limiter.take(chunk.length, options.signal)
     let pos = 0
     while (pos < chunk.length) {
       if (index >= blob.pieceCount) {

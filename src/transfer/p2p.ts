@@ -177,6 +177,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
           await fetchPiecesFromOrigin(registry, ref, blob, {
             ...(stopController.signal !== undefined ? { signal: stopController.signal } : {}),
             onBytes: (n) => { stats.originBytes += n },
+            ...(components.downloadLimiter !== undefined ? { limiter: components.downloadLimiter } : {}),
             ...(options.authorization !== undefined ? { authorization: options.authorization } : {})
           })
         } catch (err) {
@@ -420,6 +421,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       originRun = fetchPiecesFromOrigin(registry, ref, blob, {
         signal,
         onBytes: (n) => { stats.originBytes += n },
+        ...(components.downloadLimiter !== undefined ? { limiter: components.downloadLimiter } : {}),
         ...(options.authorization !== undefined ? { authorization: options.authorization } : {})
       }).catch((err) => {
         if (!signal.aborted) log.warn({ err: errorMessage(err) }, 'origin fetch failed')
