@@ -7,9 +7,11 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, totalmem, release } from 'node:os'
 import type { BenchOptions, CaseResult } from './lib.js'
 import { directPull } from './cases/direct-pull.js'
+import { cluster } from './cases/cluster.js'
 
 const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
-  'direct-pull': directPull
+  'direct-pull': directPull,
+  cluster
 }
 
 function fmt (v: number): string {

@@ -103,7 +103,7 @@ export async function startAgent (dir: string, name: string, args: string[] = []
       await c.close()
     }
   }
-  const deadline = Date.now() + 30_000
+  const deadline = Date.now() + 60_000
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`joeyd ${name} exited: ${tail.text}`)
     try {

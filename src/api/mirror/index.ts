@@ -4,7 +4,8 @@
  *
  * - Which upstream: containerd adds `?ns=<registry>`; without it, a first path component
  *   that names a registry (`/v2/registry.example.com/app/…`, podman's mirror-with-path
- *   form) selects it; otherwise the configured default upstream (docker.io).
+ *   form) selects it; otherwise the configured default upstream (docker.io). That upstream
+ *   also stands in for Docker Hub when a request names it (`?ns=docker.io`).
  * - Tags are always resolved at the upstream. Only if it is unreachable and the operator
  *   allowed stale tags is a tag answered from a local image record.
  * - Blobs come from the content store, or stream through the transfer manager as pieces
@@ -42,6 +43,8 @@ export interface MirrorMetrics {
 
 const NAME_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/
 const TAG_RE = /^\w[\w.-]{0,127}$/
+/** Names containerd and podman may give Docker Hub; all of them mean the configured upstream. */
+const DOCKER_HUB_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io'])
 const HOST_RE = /^(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|\[[0-9a-fA-F:]+\])(?::\d+)?$|^[a-zA-Z0-9-]+:\d+$/
 
 /** OCI distribution error codes by Joey error code. */
@@ -96,7 +99,11 @@ function target (name: string, reference: string, ns: string | undefined, init: 
     upstream = first
     repo = name.slice(first.length + 1)
   }
-  upstream ??= init.defaultUpstream ?? 'docker.io'
+  // A request naming no registry is a Docker Hub request (dockerd mirrors only Docker Hub), so
+  // the configured upstream stands in for Docker Hub: a request that names Docker Hub
+  // (containerd's ?ns=docker.io) must go to the same place, or the operator's choice of
+  // upstream (a pull-through cache, an air-gapped copy) would hold for dockerd only.
+  if (upstream === undefined || DOCKER_HUB_NAMES.has(upstream)) upstream = init.defaultUpstream ?? 'docker.io'
   if (!HOST_RE.test(upstream) && upstream !== 'docker.io') throw new JoeyError('ERR_INVALID_REFERENCE', `invalid upstream registry "${upstream}"`)
   if (!NAME_RE.test(repo) || repo.length > 255) throw new JoeyError('ERR_INVALID_REFERENCE', `invalid repository name "${repo}"`)
   if (kind === 'blobs' || reference.includes(':')) {
