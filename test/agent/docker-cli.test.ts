@@ -7,7 +7,8 @@ import { access, lstat, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { busyboxImage, type FixtureImage } from '../fixtures/images.js'
+import { busyboxImage, dockerV2S2, largeImage, multiLayerImage, twoPlatformIndex, type FixtureImage } from '../fixtures/images.js'
+import { readdir } from 'node:fs/promises'
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
 import { startJoeyd, type Joeyd } from './daemon.js'
 
@@ -142,6 +143,34 @@ describe('the docker CLI against joeyd', { skip: docker === undefined ? `no dock
     const again = await run('rmi', ref)
     assert.equal(again.code, 1)
     assert.match(again.stderr, /No such image/)
+  })
+
+  test('docker pulls every fixture image; images lists real ids; rmi frees every blob', async () => {
+    const fixtures: Array<{ repo: string, image: FixtureImage, platform?: string, id: string }> = []
+    const multi = await multiLayerImage()
+    const big = await largeImage({ layerBytes: 8 * 1024 * 1024 })
+    const index = await twoPlatformIndex()
+    const v2 = await dockerV2S2(image)
+    for (const [repo, img] of [['multi', multi], ['large', big], ['v2s2', v2]] as const) {
+      fixtures.push({ repo, image: img, id: img.configs[0]!.digest })
+    }
+    // The index's arm64 manifest is the second one; --platform picks it on any host.
+    fixtures.push({ repo: 'index', image: index, platform: 'linux/arm64', id: index.configs[1]!.digest })
+    for (const f of fixtures) {
+      await registry.push(f.repo, 'v1', f.image)
+      const r = await run('pull', ...(f.platform !== undefined ? ['--platform', f.platform] : []), `${registry.host}/${f.repo}:v1`)
+      assert.equal(r.code, 0, `${f.repo}: ${r.stderr}`)
+      assert.match(r.stdout, new RegExp(`Digest: ${f.image.root.digest}`))
+    }
+    const listed = await run('images', '--no-trunc', '--format', '{{.Repository}} {{.ID}}')
+    assert.equal(listed.code, 0, listed.stderr)
+    for (const f of fixtures) assert.match(listed.stdout, new RegExp(`^${registry.host}/${f.repo} ${f.id}$`, 'm'), listed.stdout)
+    for (const f of fixtures) {
+      const r = await run('rmi', `${registry.host}/${f.repo}:v1`)
+      assert.equal(r.code, 0, `${f.repo}: ${r.stderr}`)
+    }
+    const blobs = await readdir(join(dir, 'data', 'content', 'blobs', 'sha256'))
+    assert.deepEqual(blobs, [], 'rmi of the last image frees every blob')
   })
 
   test('SIGTERM stops joeyd cleanly and removes its socket', async () => {
