@@ -3,6 +3,7 @@ import { createLogger, isJoeyError, type Logger } from '../common/index.js'
 import { EngineClient } from './client.js'
 import { registerImages } from './commands/images.js'
 import { registerInspect } from './commands/inspect.js'
+import { registerMirror } from './commands/mirror.js'
 import { registerPull } from './commands/pull.js'
 import { registerRmi } from './commands/rmi.js'
 import { registerVersion } from './commands/version.js'
@@ -42,6 +43,7 @@ export function createProgram (ctx: CommandContext): Command {
   registerRmi(program, ctx)
   registerInspect(program, ctx)
   registerVersion(program, ctx)
+  registerMirror(program, ctx)
   return program
 }
 
