@@ -426,13 +426,14 @@ export function contentStoreSuite (name: string, factory: ContentStoreFactory): 
       assert.deepEqual(r2.removedBlobs, [sha256(kept)])
 
       // A lease with a TTL stops protecting once it expires, and gc drops it.
-      const short = await store.createLease({ ttlMs: 60 })
+      // Long enough that a loaded machine cannot expire it before the first gc.
+      const short = await store.createLease({ ttlMs: 1500 })
       assert.ok(short.expiresAt !== undefined && short.expiresAt > short.createdAt)
       const brief = patternBytes(500, 'brief')
       await store.addLeaseResource(short.id, sha256(brief))
       await commitBytes(store, brief)
       assert.deepEqual((await store.gc()).removedBlobs, [])
-      await sleep(100)
+      await sleep(1600)
       assert.deepEqual(await store.leases(), [])
       await rejectsWith(store.addLeaseResource(short.id, sha256(brief)), 'ERR_NOT_FOUND')
       assert.deepEqual((await store.gc()).removedBlobs, [sha256(brief)])

@@ -82,7 +82,8 @@ describe('image pull under origin faults', () => {
     const res = await images.pull(name())
     assert.equal(res.digest, large.root.digest)
     const sent = proxy.stats.blobBytes
-    assert.ok(sent < total * 1.1, `origin sent ${sent} bytes for an image of ${total}`)
+    // Bytes in flight when the first pull was cut are sent twice; a restart from zero would be 1.5×.
+    assert.ok(sent < total * 1.25, `origin sent ${sent} bytes for an image of ${total}`)
     assert.ok(sent >= total, `origin sent ${sent} bytes for an image of ${total}`)
     assert.deepEqual((await store.ingests()).filter(i => i.ref.startsWith('blob-')), [])
   })
