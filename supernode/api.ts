@@ -139,8 +139,11 @@ export function supernodeApi (components: SupernodeApiComponents): FastifyPlugin
       if (seed !== undefined && req.body.peerId === seed.peerId) {
         throw new JoeyError('ERR_ALREADY_EXISTS', 'that peer id belongs to this supernode\'s seed')
       }
+      // `known: false` tells an agent that registered before that this supernode forgot it
+      // (restart, or TTL expiry): its holdings must be reported again.
+      const known = scheduler.hosts.has(req.body.peerId)
       scheduler.upsertHost(req.body)
-      return { ttlMs: scheduler.hostTtlMs }
+      return { ttlMs: scheduler.hostTtlMs, known }
     })
     app.delete<{ Params: { peerId: string } }>('/api/v1/hosts/:peerId', async (req, reply) => {
       scheduler.removeHost(req.params.peerId)
@@ -177,6 +180,8 @@ export function supernodeApi (components: SupernodeApiComponents): FastifyPlugin
       peers: t.peers.size,
       complete: [...t.peers.values()].filter(p => p.complete).length,
       backToSource: t.backToSource.size,
+      /** Peers no one is given as a parent for this task any more (corrupt pieces). */
+      blocked: [...t.blocked],
       seed: seed?.status(t.digest) ?? null
     })))
     app.get<{ Params: Static<typeof DigestParams> }>('/api/v1/tasks/:digest', { schema: { params: DigestParams } }, async (req) => {

@@ -57,6 +57,8 @@ export interface AgentConfig {
   downloadLimit: number
   /** Host labels sent to the supernode, e.g. zone and rack. */
   labels: Record<string, string>
+  /** How often the agent re-registers with its supernodes (ms); HEARTBEAT_MS when unset. */
+  supernodeHeartbeatMs?: number
 }
 
 export interface ConfigOutput {
@@ -258,6 +260,8 @@ function buildProgram (output: ConfigOutput): Command {
     .option('--upload-limit <bytes/s>', 'cap on bytes/s served to peers (e.g. 50M; 0 = none)')
     .option('--download-limit <bytes/s>', 'cap on bytes/s downloaded from peers and the origin (e.g. 50M; 0 = none)')
     .option('--label <key=value>', 'host label sent to the supernode, e.g. zone=eu-1 (repeatable)', collect)
+    // Advanced: only worth changing with a supernode host TTL other than the default (tests use it too).
+    .addOption(new Option('--supernode-heartbeat <ms>', 'how often to re-register with the supernodes').hideHelp())
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: output.writeOut, writeErr: () => {}, outputError: () => {} })
@@ -285,7 +289,7 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     host?: string[], dataRoot?: string, config?: string, insecureRegistry?: string[], registryConfig?: string,
     platform?: string, maxConcurrentDownloads?: string, logLevel?: string, logFormat?: string,
     mirror?: string, mirrorUpstream?: string, mirrorAllowStaleTags?: boolean, supernode?: string[], p2pListen?: string,
-    swarmKey?: string, uploadLimit?: string, downloadLimit?: string, label?: string[]
+    swarmKey?: string, uploadLimit?: string, downloadLimit?: string, label?: string[], supernodeHeartbeat?: string
   }>()
   const cwd = process.cwd()
   const file = o.config !== undefined ? readConfigFile(resolvePath(o.config, cwd)) : undefined
@@ -402,6 +406,14 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k) || v.length > 256) throw bad('--label', `invalid label ${k}=${v}`)
   }
 
+  let supernodeHeartbeatMs: number | undefined
+  if (o.supernodeHeartbeat !== undefined) {
+    if (!/^[0-9]+$/.test(o.supernodeHeartbeat) || Number(o.supernodeHeartbeat) < 100 || Number(o.supernodeHeartbeat) > 3_600_000) {
+      throw bad('--supernode-heartbeat', `expected milliseconds from 100 to 3600000, got "${o.supernodeHeartbeat}"`)
+    }
+    supernodeHeartbeatMs = Number(o.supernodeHeartbeat)
+  }
+
   const registries = fileRegistries(file)
   for (const [host, cred] of Object.entries(envCredentials(env))) registries[host] = { ...registries[host], ...cred }
 
@@ -426,6 +438,7 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
   if (file !== undefined) config.configFile = file.path
   if (registryConfig !== undefined) config.registryConfig = registryConfig
   if (platform !== undefined) config.platform = platform
+  if (supernodeHeartbeatMs !== undefined) config.supernodeHeartbeatMs = supernodeHeartbeatMs
   return config
 }
 

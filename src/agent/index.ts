@@ -250,7 +250,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     if (config.supernodes.length > 0) {
       supernodes.onRestart(() => { void transferManager.reannounce() })
       void supernodes.heartbeat().then(async () => { await transferManager.reannounce() })
-      heartbeat = setInterval(() => { void supernodes.heartbeat() }, HEARTBEAT_MS)
+      heartbeat = setInterval(() => { void supernodes.heartbeat() }, config.supernodeHeartbeatMs ?? HEARTBEAT_MS)
       heartbeat.unref()
     }
     const transfer_ = transferManager
@@ -285,7 +285,14 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     if (config.mirror !== undefined) {
       const m = mirrorApp = Fastify({ logger: false })
       await m.register(mirrorApi({ defaultUpstream: config.mirrorUpstream, allowStaleTags: config.mirrorAllowStaleTags }, {
-        logger: log, contentStore, registry: client, transfer: transfer_
+        logger: log,
+        contentStore,
+        registry: client,
+        transfer: transfer_,
+        metrics: {
+          request: (kind, status) => { metrics.mirrorRequests.inc({ kind, status: String(status) }) },
+          bytesServed: (n) => { metrics.mirrorBytes.inc(n) }
+        }
       }))
       mirrorUrl = await m.listen({ host: config.mirror.host, port: config.mirror.port })
       if (!isLoopbackHost(config.mirror.host)) log.warn({ address: mirrorUrl }, 'the registry mirror listens on a non-loopback address')

@@ -21,6 +21,8 @@ export interface AgentMetrics {
   readonly pulls: Counter
   readonly pullFailures: Counter<'code'>
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  readonly mirrorRequests: Counter<'kind' | 'status'>
+  readonly mirrorBytes: Counter
 }
 
 export function createAgentMetrics (sources: AgentMetricsSources = {}): AgentMetrics {
@@ -73,7 +75,9 @@ export function createAgentMetrics (sources: AgentMetricsSources = {}): AgentMet
     registry,
     pulls: new Counter({ name: 'joeyd_pulls_total', help: 'Image pulls started through the Engine API', registers: [registry] }),
     pullFailures: new Counter({ name: 'joeyd_pulls_failed_total', help: 'Image pulls that failed, by error code', labelNames: ['code'] as const, registers: [registry] }),
-    httpRequests: new Counter({ name: 'joeyd_http_requests_total', help: 'Engine API requests by method, route and status', labelNames: ['method', 'route', 'status'] as const, registers: [registry] })
+    httpRequests: new Counter({ name: 'joeyd_http_requests_total', help: 'Engine API requests by method, route and status', labelNames: ['method', 'route', 'status'] as const, registers: [registry] }),
+    mirrorRequests: new Counter({ name: 'joeyd_mirror_requests_total', help: 'Registry mirror requests by kind (base, manifest, blob) and status', labelNames: ['kind', 'status'] as const, registers: [registry] }),
+    mirrorBytes: new Counter({ name: 'joeyd_mirror_blob_bytes_total', help: 'Blob bytes the registry mirror sent to clients', registers: [registry] })
   }
 }
 

@@ -107,8 +107,12 @@ export function createSupernodeClient (init: SupernodeClientInit, components: { 
   }
 
   async function announce (url: string): Promise<void> {
-    await call(url, 'POST', '/api/v1/hosts', components.host())
+    const res = await call<{ known?: boolean } | undefined>(url, 'POST', '/api/v1/hosts', components.host())
+    // A supernode we registered with before that no longer knows us restarted (or expired
+    // us): an idle agent learns it only here, and must re-report what it holds.
+    const forgot = res?.known === false && known.has(url)
     known.add(url)
+    if (forgot) for (const cb of restartListeners) cb(url)
   }
 
   /** Runs fn against the digest's supernodes in order until one answers. */
