@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-PKGS=(docker-registry skopeo runc containerd busybox-static podman zstd attr iproute2 git ca-certificates)
+PKGS=(docker-registry skopeo runc containerd busybox-static podman zstd attr tini lxcfs iproute2 git ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
