@@ -3,6 +3,7 @@
  * component runs and with which options. start() builds logger → content store → registry
  * client → transfer → image service → Engine API listeners; stop() undoes it in reverse.
  */
+import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { lstat, chmod, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
@@ -11,7 +12,9 @@ import { arch, cpus, hostname, machine, release, totalmem, type as osType } from
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { JoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
-import { buildEngineApi, createAgentMetrics, engineErrorBody, type SystemInfo } from '../api/index.js'
+import { buildEngineApi, createAgentMetrics, engineErrorBody, engineUpgradeHandler, type SystemInfo } from '../api/index.js'
+import { createContainerService, type ContainerService } from '../runtime/index.js'
+import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
 import { createContentStore, type ContentStore } from '../content/index.js'
 import { createRegistryClient, defaultPlatform, type RegistryClient } from '../distribution/index.js'
 import { createImageService, type ImageService } from '../image/index.js'
@@ -117,6 +120,26 @@ async function engineId (dataRoot: string): Promise<string> {
   return id
 }
 
+/** Whether `runc --version` works: without it joeyd serves images only. */
+async function runcAvailable (): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    execFile('runc', ['--version'], { timeout: 10_000 }, (err) => { resolve(err === null) })
+  })
+}
+
+/** The container runtime, when runc is there; containers it left running are adopted, not killed. */
+async function startContainers (dataRoot: string, log: Logger, components: { contentStore: ContentStore, images: ImageService }): Promise<ContainerService & Service | undefined> {
+  if (!await runcAvailable()) {
+    log.warn('runc --version failed: containers are not enabled (install runc to run containers)')
+    return undefined
+  }
+  const snapshotRoot = join(dataRoot, 'snapshots')
+  const snapshotter = createSnapshotter(await detectSnapshotter(snapshotRoot), { root: snapshotRoot }, { logger: log })
+  const service = createContainerService({ root: join(dataRoot, 'containers') }, { logger: log, ...components, snapshotter })
+  await service.start()
+  return service
+}
+
 async function osRelease (): Promise<{ name: string, version: string }> {
   try {
     const text = await readFile('/etc/os-release', 'utf8')
@@ -137,6 +160,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
   let store: ContentStore | undefined
   let registry: RegistryClient | undefined
   let imageService: ImageService | undefined
+  let containerService: ContainerService & Service | undefined
   let app: FastifyInstance | undefined
   let mirrorApp: FastifyInstance | undefined
   let mirrorUrl: string | undefined
@@ -158,6 +182,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
         res.writeHead(status, { 'content-type': 'application/json' }).end(body)
       }
     })
+    server.on('upgrade', engineUpgradeHandler(handler, shutdown.signal))
     const listener: Listener = { address, server }
     if (address.kind === 'unix') {
       await mkdir(dirname(address.path), { recursive: true, mode: 0o755 })
@@ -280,7 +305,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       insecureRegistries: config.insecureRegistries,
       runtimeVersion: `node${process.versions.node} (${arch()})`
     }
-    const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images, metrics, system })
+    const containers = containerService = await startContainers(config.dataRoot, log, { contentStore, images })
+    const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images, metrics, system, ...(containers !== undefined ? { containers } : {}) })
     for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
     if (config.mirror !== undefined) {
       const m = mirrorApp = Fastify({ logger: false })
@@ -317,6 +343,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     const steps: Array<[string, (() => Promise<void>) | undefined]> = [
       ['mirror', mirrorApp !== undefined ? async () => { await mirrorApp!.close() } : undefined],
       ['api', app !== undefined ? async () => { await app!.close() } : undefined],
+      // Stops watching containers only: they keep running and are adopted on the next start.
+      ['containers', containerService !== undefined ? async () => { await containerService!.stop() } : undefined],
       ['transfer', transfer !== undefined ? async () => { await transfer!.stop() } : undefined],
       ['piece server', pieceServer !== undefined ? async () => { await pieceServer!.stop() } : undefined],
       ['p2p host', host !== undefined ? async () => { await host!.stop() } : undefined],

@@ -6,7 +6,10 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { JoeyError, errorMessage } from '../common/index.js'
 import { API_VERSION } from './constants.js'
+import { containerRoutes } from './engine/containers.js'
+import { execRoutes } from './engine/exec.js'
 import { imageRoutes } from './engine/images.js'
+import { engineUpgradeHandler } from './engine/stream.js'
 import { systemRoutes } from './engine/system.js'
 import { checkVersion, requestedVersion, stripVersionPrefix } from './engine/version.js'
 import { registerErrorHandlers, toEngineError } from './errors.js'
@@ -20,6 +23,8 @@ export { decodeRegistryAuth, registryAuthorization, type RegistryAuthConfig } fr
 export { formatProgress, humanSize, toJsonMessage, type JsonMessage } from './engine/progress.js'
 export { pullReference, parseImageFilters, boolValue } from './engine/images.js'
 export { toEngineError } from './errors.js'
+export { engineUpgradeHandler, muxFrame, demuxFrames, MULTIPLEXED_STREAM } from './engine/stream.js'
+export { CONTAINERS_DISABLED } from './engine/containers.js'
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -78,7 +83,12 @@ export async function buildEngineApi (init: EngineApiInit, components: EngineApi
     driver: components.system.driver,
     ...(init.signal !== undefined ? { signal: init.signal } : {})
   }))
+  const containers = { logger: components.logger, ...(components.containers !== undefined ? { containers: components.containers } : {}) }
+  await app.register(containerRoutes(containers))
+  await app.register(execRoutes(containers))
   await app.register(metricsRoutes(components.metrics))
+  // Attach and exec start arrive as HTTP upgrades; this covers app.listen(), the agent wires its own servers.
+  app.server.on('upgrade', engineUpgradeHandler(app.routing.bind(app)))
   await app.ready()
   return app
 }

@@ -1,5 +1,6 @@
 import type { Logger } from '../common/index.js'
 import type { ImageService } from '../image/index.js'
+import type { ContainerService } from '../runtime/index.js'
 import type { AgentMetrics } from './metrics.js'
 
 /** What /version and /info report about this daemon and host; gathered once by the agent. */
@@ -36,6 +37,8 @@ export interface EngineApiComponents {
   images: ImageService
   metrics: AgentMetrics
   system: SystemInfo
+  /** Container and exec routes; absent (no runc) they answer 501. */
+  containers?: ContainerService
 }
 
 export interface EngineApiInit {

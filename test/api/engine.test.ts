@@ -88,7 +88,7 @@ describe('Engine API: system routes', () => {
   })
 
   test('unknown routes get 404 page not found', async () => {
-    for (const [method, url] of [['GET', '/nope'], ['GET', '/v1.43/containers/json'], ['POST', '/_ping'], ['GET', '/images/busybox/history']] as const) {
+    for (const [method, url] of [['GET', '/nope'], ['GET', '/v1.43/networks'], ['POST', '/_ping'], ['GET', '/images/busybox/history']] as const) {
       const res = await t.app.inject({ method, url })
       assert.equal(res.statusCode, 404, url)
       assert.deepEqual(res.json(), { message: 'page not found' })
