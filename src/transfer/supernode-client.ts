@@ -84,6 +84,13 @@ export function createSupernodeClient (init: SupernodeClientInit, components: { 
       throw new JoeyError('ERR_UNAVAILABLE', `supernode ${url} unreachable: ${errorMessage(err)}`, { cause: err })
     }
     const text = await res.body.text()
+    // A 5xx that carries a request-specific code (a size mismatch is 502) says nothing about
+    // the supernode's health; only those without one, or 503, mark it down.
+    let early: { code?: string, message?: string } = {}
+    if (res.statusCode >= 500) { try { early = JSON.parse(text) } catch {} }
+    if (res.statusCode >= 500 && res.statusCode !== 503 && early.code !== undefined && early.code !== 'ERR_INTERNAL') {
+      throw new JoeyError(early.code as ConstructorParameters<typeof JoeyError>[0], `supernode ${url}: ${early.message ?? text.slice(0, 200)}`, { detail: { status: res.statusCode, url } })
+    }
     if (res.statusCode >= 500) {
       downUntil.set(url, Date.now() + penaltyMs)
       throw new JoeyError('ERR_UNAVAILABLE', `supernode ${url} answered ${res.statusCode}: ${text.slice(0, 200)}`)
