@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander'
 import { createLogger, isJoeyError, type Logger } from '../common/index.js'
 import { EngineClient } from './client.js'
+import { registerContainers } from './commands/containers.js'
 import { registerImages } from './commands/images.js'
 import { registerInspect } from './commands/inspect.js'
 import { registerMirror } from './commands/mirror.js'
@@ -44,6 +45,7 @@ export function createProgram (ctx: CommandContext): Command {
   registerInspect(program, ctx)
   registerVersion(program, ctx)
   registerMirror(program, ctx)
+  registerContainers(program, ctx)
   return program
 }
 
