@@ -756,7 +756,9 @@ class Containers implements ContainerService {
       exitCode: info.exitCode,
       error: info.error ?? '',
       startedAt: rec.state.startedAt,
-      finishedAt: info.finishedAt,
+      // The shim stamps the exit, joeyd the start: a command quicker than joeyd's bookkeeping
+      // must not look as if it finished before it started.
+      finishedAt: Date.parse(info.finishedAt) < Date.parse(rec.state.startedAt) ? rec.state.startedAt : info.finishedAt,
       oomKilled: false
     }
     await saveRecord(this.root, rec)
