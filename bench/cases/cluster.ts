@@ -5,10 +5,11 @@
  * a node alone on its link; the direct pull costs N × S of origin egress.
  *
  * Set JOEY_BENCH_TRACE=1 to print a per-agent timeline of the P2P pull (pieces per
- * second, their parents and their depth in the relay tree).
+ * second and their parents). JOEY_BENCH_CLUSTER_AGENTS, _LIMIT_MIB (B in MiB/s) and
+ * _LAYER_MIB (each of the 2 layers) override the shape, for exploration.
  */
 import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pieceCountFor, pieceSizeFor } from '../../src/common/pieces.js'
 import { largeImage } from '../../test/fixtures/images.js'
@@ -23,18 +24,32 @@ const TARGET_EGRESS = 1.02
 const TARGET_P50 = 1.10
 const TARGET_MAX = 1.30
 
-interface Params { agents: number, layerBytes: number, layers: number, limit: number }
+interface Params { agents: number, layerBytes: number, layers: number, limit: number, size: number }
 
-function params (quick: boolean): Params {
-  // N × B stays near 48–128 MiB/s: Noise on two shared cores tops out far above that.
-  return quick
+function params (quick: boolean): Omit<Params, 'size'> {
+  // Measured here: a joeyd spends ~20–25 ms of CPU per MiB pulled straight from a registry
+  // and ~40–55 ms per MiB in the swarm (it also serves what it gets), so two cores carry
+  // only some 40–60 MiB/s of swarm traffic. N × B is kept near that, or the run measures
+  // the CPU (B = 8 MiB/s at N = 16 saturated both cores).
+  const p = quick
     ? { agents: 6, layerBytes: 24 * MiB, layers: 2, limit: 8 * MiB }
-    : { agents: 16, layerBytes: 64 * MiB, layers: 2, limit: 8 * MiB }
+    : { agents: 16, layerBytes: 64 * MiB, layers: 2, limit: 4 * MiB }
+  // For exploring other shapes; the documented results use the defaults above.
+  const env = (name: string): number | undefined => {
+    const v = process.env[`JOEY_BENCH_CLUSTER_${name}`]
+    return v !== undefined && v !== '' && Number(v) > 0 ? Number(v) : undefined
+  }
+  return {
+    agents: env('AGENTS') ?? p.agents,
+    layerBytes: (env('LAYER_MIB') ?? p.layerBytes / MiB) * MiB,
+    layers: p.layers,
+    limit: Math.round((env('LIMIT_MIB') ?? p.limit / MiB) * MiB)
+  }
 }
 
 interface PieceEvent { t: number, digest: string, index: number, parent: string, seed: boolean }
 
-interface CpuSample { byPid: Map<number, number>, selfMicros: number }
+interface CpuSample { byPid: Map<number, number>, selfMicros: number, machineBusy: number }
 
 interface PhaseResult {
   label: string
@@ -44,12 +59,14 @@ interface PhaseResult {
   failures: string[]
   pullWallMs: number
   phaseWallMs: number
-  cpu: { agents: number, supernode: number, registry: number, bench: number }
+  cpu: { agents: number, supernode: number, registry: number, bench: number, machine: number }
   rss: number[]
   supernodeRss?: number
   seedBytesServed?: number
-  pieces?: Map<string, PieceEvent[]>
+  traces?: Map<string, AgentTrace>
   peerIds?: Map<string, string>
+  /** When the seed held each whole blob. */
+  seedDone?: number[]
   start: number
 }
 
@@ -63,6 +80,15 @@ async function cpuSeconds (pid: number): Promise<number | undefined> {
   } catch {
     return undefined
   }
+}
+
+/** CPU seconds all cores spent busy since boot (/proc/stat), to see what else ran meanwhile. */
+async function machineBusySeconds (): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? ''
+  // user nice system idle iowait irq softirq steal (guest time is already in user).
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number)
+  const idle = (f[3] ?? 0) + (f[4] ?? 0)
+  return (f.reduce((a, b) => a + b, 0) - idle) / CLK_TCK
 }
 
 /** Direct children of this process (agents, the supernode, docker-registry). */
@@ -86,25 +112,48 @@ async function sampleCpu (): Promise<CpuSample> {
     if (s !== undefined) byPid.set(pid, s)
   }
   const u = process.cpuUsage()
-  return { byPid, selfMicros: u.user + u.system }
+  return { byPid, selfMicros: u.user + u.system, machineBusy: await machineBusySeconds() }
 }
 
-/** Collects 'piece received' debug lines of an agent as they are logged. */
-function tracePieces (agent: AgentProc, sink: PieceEvent[]): void {
+interface AgentTrace {
+  pieces: PieceEvent[]
+  /** When the transfer manager took a parent (any task). */
+  parentAt: number[]
+  /** When a task gave up on its parents and went to the origin, and why. */
+  origin: Array<{ t: number, why: string }>
+}
+
+/** Calls `cb` with each JSON log line a process writes to stderr from now on. */
+function watchLines (proc: Proc, cb: (line: string) => void): void {
   let buf = ''
-  agent.proc.stderr?.on('data', (s: string | Buffer) => {
+  proc.proc.stderr?.on('data', (s: string | Buffer) => {
     buf += s.toString()
     let nl
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl)
       buf = buf.slice(nl + 1)
-      if (!line.includes('piece received')) continue
-      try {
-        const o = JSON.parse(line) as { time: number, digest: string, index: number, parent: string, seed: boolean }
-        sink.push({ t: o.time, digest: o.digest, index: o.index, parent: o.parent, seed: o.seed })
-      } catch {}
+      cb(line)
     }
   })
+}
+
+/** Collects an agent's transfer debug lines: pieces and their parents, parents, origin fallbacks. */
+function traceAgent (agent: AgentProc): AgentTrace {
+  const trace: AgentTrace = { pieces: [], parentAt: [], origin: [] }
+  watchLines(agent, (line) => {
+    try {
+      if (line.includes('"piece received"')) {
+        const o = JSON.parse(line) as { time: number, digest: string, index: number, parent: string, seed: boolean }
+        trace.pieces.push({ t: o.time, digest: o.digest, index: o.index, parent: o.parent, seed: o.seed })
+      } else if (line.includes('"adding parent"')) {
+        trace.parentAt.push((JSON.parse(line) as { time: number }).time)
+      } else if (line.includes('the rest of the blob from the origin')) {
+        const o = JSON.parse(line) as { time: number, why: string }
+        trace.origin.push({ t: o.time, why: o.why })
+      }
+    } catch {}
+  })
+  return trace
 }
 
 function peerIdOf (agent: AgentProc): string | undefined {
@@ -126,7 +175,7 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
       sn = await startSupernode(join(dir, `${label}-supernode`), ['--upload-limit', limit])
       procs.push(sn)
     }
-    const extra = sn !== undefined ? ['--supernode', sn.url, '--log-level', 'debug'] : ['--log-level', 'warn']
+    const extra = sn !== undefined ? ['--supernode', sn.url, '--log-level', 'debug'] : ['--log-level', 'info']
     const agents: AgentProc[] = []
     // allSettled: an agent that fails to start must not leave the others starting unseen.
     const started = await Promise.allSettled(Array.from({ length: p.agents }, async (_, i) => {
@@ -136,14 +185,16 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
     }))
     const refused = started.find(s => s.status === 'rejected')
     if (refused !== undefined) throw refused.reason
-    const pieces = new Map<string, PieceEvent[]>()
+    const traces = new Map<string, AgentTrace>()
     const peerIds = new Map<string, string>()
+    const seedDone: number[] = []
     if (sn !== undefined) {
       peerIds.set(sn.peerId, 'seed')
+      watchLines(sn, (line) => {
+        if (line.includes('seed holds the whole blob')) try { seedDone.push((JSON.parse(line) as { time: number }).time) } catch {}
+      })
       for (const a of agents) {
-        const sink: PieceEvent[] = []
-        pieces.set(a.name, sink)
-        tracePieces(a, sink)
+        traces.set(a.name, traceAgent(a))
         const id = peerIdOf(a)
         if (id !== undefined) peerIds.set(id, a.name)
       }
@@ -155,14 +206,21 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
     const t0 = performance.now()
     const durations: number[] = new Array<number>(agents.length).fill(NaN)
     const failures: string[] = []
+    // A hung pull must not hang the bench: past the deadline it counts as failed, and
+    // stopping the processes below ends the request.
+    const deadlineMs = 10 * p.size / p.limit * 1000 + 60_000
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${(deadlineMs / 1000).toFixed(0)} s`)), deadlineMs) })
+    deadline.catch(() => {})
     await Promise.all(agents.map(async (a, i) => {
       try {
-        await a.pull(ref, 'v1')
+        await Promise.race([a.pull(ref, 'v1'), deadline])
         durations[i] = performance.now() - t0
       } catch (err) {
         failures.push(`${a.name}: ${(err as Error).message.slice(0, 300)}`)
       }
     }))
+    clearTimeout(timer)
     const pullWallMs = performance.now() - t0
     const cpu1 = await sampleCpu()
     const originBytes = proxy.stats.blobBytes
@@ -188,7 +246,8 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
         agents: agentsCpu,
         supernode: sn !== undefined ? delta(sn.pid) : 0,
         registry: registryCpu,
-        bench: (cpu1.selfMicros - cpu0.selfMicros) / 1e6
+        bench: (cpu1.selfMicros - cpu0.selfMicros) / 1e6,
+        machine: cpu1.machineBusy - cpu0.machineBusy
       },
       rss,
       start
@@ -196,8 +255,9 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
     if (sn !== undefined) {
       result.supernodeRss = await peakRssBytes(sn.pid).catch(() => 0)
       result.seedBytesServed = (await supernodeMetrics(sn.url).catch(() => ({} as Record<string, number>))).joey_supernode_seed_bytes_served_total ?? 0
-      result.pieces = pieces
+      result.traces = traces
       result.peerIds = peerIds
+      result.seedDone = seedDone
     }
     await Promise.all(procs.map(async x => { await x.stop() }))
     result.phaseWallMs = performance.now() - phaseStart
@@ -208,17 +268,26 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
   }
 }
 
-interface TreeStats { depthMean: number, depthMax: number, hopMedianMs: number, seedPieces: number, firstPieceMs: number[] }
+interface TreeStats {
+  depthMean: number
+  depthMax: number
+  hopMedianMs: number
+  seedPieces: number
+  firstPieceMs: number[]
+  /** Agents that went to the origin for the rest of a blob, with the first time and reason. */
+  fellBack: Array<{ name: string, t: number, why: string }>
+}
 
 /** Relay-tree shape of the P2P phase from the agents' piece logs. */
 function treeStats (r: PhaseResult): TreeStats | undefined {
-  if (r.pieces === undefined || r.peerIds === undefined) return undefined
+  if (r.traces === undefined || r.peerIds === undefined) return undefined
+  const pieces = new Map([...r.traces].map(([name, t]) => [name, t.pieces]))
   const got = new Map<string, number>()
   const key = (who: string, e: { digest: string, index: number }): string => `${who}|${e.digest}|${e.index}`
-  for (const [name, list] of r.pieces) for (const e of list) got.set(key(name, e), e.t)
+  for (const [name, list] of pieces) for (const e of list) got.set(key(name, e), e.t)
   const depthMemo = new Map<string, number>()
   const byKey = new Map<string, PieceEvent>()
-  for (const [name, list] of r.pieces) for (const e of list) byKey.set(key(name, e), e)
+  for (const [name, list] of pieces) for (const e of list) byKey.set(key(name, e), e)
   const depth = (who: string, e: { digest: string, index: number }, guard = 0): number => {
     const k = key(who, e)
     const known = depthMemo.get(k)
@@ -234,7 +303,7 @@ function treeStats (r: PhaseResult): TreeStats | undefined {
   const hops: number[] = []
   let seedPieces = 0
   const firstPieceMs: number[] = []
-  for (const [name, list] of r.pieces) {
+  for (const [name, list] of pieces) {
     if (list.length > 0) firstPieceMs.push(Math.min(...list.map(e => e.t)) - r.start)
     for (const e of list) {
       const d = depth(name, e)
@@ -246,7 +315,13 @@ function treeStats (r: PhaseResult): TreeStats | undefined {
     }
   }
   if (depths.length === 0) return undefined
+  const fellBack: TreeStats['fellBack'] = []
+  for (const [name, t] of r.traces) {
+    const first = t.origin[0]
+    if (first !== undefined) fellBack.push({ name, t: first.t - r.start, why: first.why })
+  }
   return {
+    fellBack,
     depthMean: depths.reduce((a, b) => a + b, 0) / depths.length,
     depthMax: Math.max(...depths),
     hopMedianMs: hops.length > 0 ? median(hops) : NaN,
@@ -256,10 +331,12 @@ function treeStats (r: PhaseResult): TreeStats | undefined {
 }
 
 function printTimeline (r: PhaseResult, names: string[], pieceCount: number): void {
-  if (r.pieces === undefined) return
-  console.log(`  timeline of ${r.label} (pieces verified per second; s = any from the seed; depth = hops from the seed)`)
+  if (r.traces === undefined) return
+  const seedDone = (r.seedDone ?? []).map(t => ((t - r.start) / 1000).toFixed(1) + 's').join(', ')
+  console.log(`  timeline of ${r.label}: pieces verified per second (s: one from the seed that second); the seed held the blobs at ${seedDone}`)
   for (const name of names) {
-    const list = r.pieces.get(name) ?? []
+    const trace = r.traces.get(name)
+    const list = trace?.pieces ?? []
     const secs: number[] = []
     for (const e of list) {
       const s = Math.floor((e.t - r.start) / 1000)
@@ -276,22 +353,26 @@ function printTimeline (r: PhaseResult, names: string[], pieceCount: number): vo
       parents.set(p, (parents.get(p) ?? 0) + 1)
     }
     const from = [...parents.entries()].sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p}:${n}`).join(' ')
-    console.log(`  ${name} ${String(list.length).padStart(3)}/${pieceCount} ${bar}  from ${from}`)
+    const firstParent = Math.min(...(trace?.parentAt ?? [NaN])) - r.start
+    const done = Math.max(...list.map(e => e.t)) - r.start
+    const origin = trace?.origin[0] !== undefined ? ` origin@${((trace.origin[0].t - r.start) / 1000).toFixed(1)}s` : ''
+    console.log(`  ${name} ${String(list.length).padStart(3)}/${pieceCount} parent@${(firstParent / 1000).toFixed(1)}s last@${(done / 1000).toFixed(1)}s${origin} ${bar}  from ${from}`)
   }
 }
 
 export async function cluster (opts: BenchOptions): Promise<CaseResult> {
-  const p = params(opts.quick)
+  const base = params(opts.quick)
   const dir = await mkdtemp(join(tmpdir(), 'joey-bench-cluster-'))
   let registry: TestRegistry | undefined
   let proxy: CountingProxy | undefined
   try {
     registry = await startRegistry()
-    const image = await largeImage({ layerBytes: p.layerBytes, layers: p.layers })
+    const image = await largeImage({ layerBytes: base.layerBytes, layers: base.layers })
     await registry.push('bench/cluster', 'v1', image)
     proxy = await startProxy(registry.url)
     const ref = `${proxy.host}/bench/cluster`
     const size = image.blobs().reduce((n, b) => n + b.size, 0)
+    const p: Params = { ...base, size }
     const pieceCount = image.blobs().reduce((n, b) => n + pieceCountFor(b.size, pieceSizeFor(b.size)), 0)
     const ideal = size / p.limit * 1000
 
@@ -326,19 +407,27 @@ export async function cluster (opts: BenchOptions): Promise<CaseResult> {
         if (!(p50 <= TARGET_P50)) notes.push(`MISSED: P2P p50 completion is ${p50.toFixed(2)} × S÷B (target ≤ ${TARGET_P50.toFixed(2)})`)
         if (!(max <= TARGET_MAX)) notes.push(`MISSED: P2P slowest completion is ${max.toFixed(2)} × S÷B (target ≤ ${TARGET_MAX.toFixed(2)})`)
       }
+      if (!isP2P && p50 > 1.15) notes.push(`direct p50 is ${p50.toFixed(2)} × S÷B: plain pulls of N × B = ${(p.agents * p.limit / MiB).toFixed(0)} MiB/s miss the S÷B bound here too (a fixed cost per pull, or the CPU: see CPU use), so read the P2P times against the direct ones as well`)
+      const others = Math.max(0, r.cpu.machine - cpuTotal) / (r.pullWallMs / 1000)
+      metrics.push({ name: `${tag} CPU use of other processes`, value: others, unit: 'cores' })
+      if (others > 0.2) notes.push(`WARNING: other processes kept ${others.toFixed(2)} of ${cpus().length} cores busy during the ${tag} pull: its times are not clean`)
       notes.push(`${tag}: CPU s agents ${r.cpu.agents.toFixed(1)}, supernode ${r.cpu.supernode.toFixed(1)}, registry ${r.cpu.registry.toFixed(1)}, bench+proxy ${r.cpu.bench.toFixed(1)}; phase wall incl. start/stop ${(r.phaseWallMs / 1000).toFixed(1)} s`)
       notes.push(`${tag}: per-agent pull s ${r.durations.map(d => (d / 1000).toFixed(1)).join(' ')}`)
       for (const f of r.failures) notes.push(`${tag} FAILED pull ${f}`)
     }
     if (tree !== undefined) {
-      notes.push(`P2P relay tree: depth mean ${tree.depthMean.toFixed(2)}, max ${tree.depthMax}; ${tree.seedPieces} piece copies from the seed for ${pieceCount} pieces; median relay delay (parent verified → child verified) ${(tree.hopMedianMs / 1000).toFixed(2)} s; first piece p50 ${(median(tree.firstPieceMs) / 1000).toFixed(2)} s, max ${(Math.max(...tree.firstPieceMs) / 1000).toFixed(2)} s`)
+      notes.push(`P2P relay tree: depth (hops from the seed) mean ${tree.depthMean.toFixed(2)}, max ${tree.depthMax}; ${tree.seedPieces} piece copies from the seed for ${pieceCount} pieces; median relay delay (parent verified → child verified) ${(tree.hopMedianMs / 1000).toFixed(2)} s; first piece p50 ${(median(tree.firstPieceMs) / 1000).toFixed(2)} s, max ${(Math.max(...tree.firstPieceMs) / 1000).toFixed(2)} s`)
+      if (tree.fellBack.length > 0) {
+        const whys = [...new Set(tree.fellBack.map(f => f.why))].join('; ')
+        notes.push(`P2P: ${tree.fellBack.length} of ${p.agents} agents went to the origin for the rest of a blob (first at ${(Math.min(...tree.fellBack.map(f => f.t)) / 1000).toFixed(1)} s: ${whys})`)
+      }
     }
     if (process.env.JOEY_BENCH_TRACE !== undefined) {
       printTimeline(p2p, Array.from({ length: p.agents }, (_, i) => `agent${String(i).padStart(2, '0')}`), pieceCount)
     }
     return {
       name: 'cluster',
-      description: `${p.agents} joeyd processes, each capped at B = ${(p.limit / MiB).toFixed(0)} MiB/s down and up (the seed's upload too), pull a ${(size / MiB).toFixed(1)} MiB image (${p.layers} layers, ${pieceCount} pieces) at once: P2P through one joey-supernode vs each straight from the registry. S÷B = ${(ideal / 1000).toFixed(1)} s; times from the common start; origin egress counted at a proxy in front of docker-registry`,
+      description: `${p.agents} joeyd processes, each capped at B = ${(p.limit / MiB).toFixed(p.limit % MiB === 0 ? 0 : 1)} MiB/s down and up (the seed's upload too), pull a ${(size / MiB).toFixed(1)} MiB image (${p.layers} layers, ${pieceCount} pieces) at once: P2P through one joey-supernode vs each straight from the registry. S÷B = ${(ideal / 1000).toFixed(1)} s; times from the common start; origin egress counted at a proxy in front of docker-registry`,
       metrics,
       notes
     }
