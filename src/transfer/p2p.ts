@@ -446,7 +446,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
           await refreshParents()
           fill()
         }
-        if (originRun === undefined && ((!busy && parents.size === 0 && supernodeDown) || idle > 2 * stallTimeoutMs)) {
+        // Requests in flight to parents are relay delay, not a stall: a deep tree of slow links
+        // can take many seconds per piece. Only idle parents, or a very long silence, send
+        // this node to the origin.
+        if (originRun === undefined && ((!busy && parents.size === 0 && supernodeDown) || (!busy && idle > 2 * stallTimeoutMs) || idle > 8 * stallTimeoutMs)) {
           startOrigin(supernodeDown ? 'no supernode and no parents' : 'no progress from parents')
         }
         if (blob.complete) break
