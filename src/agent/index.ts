@@ -237,7 +237,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       pieceServer = createPieceServer({
         ...(config.uploadLimit > 0 ? { uploadLimiter: createRateLimiter(config.uploadLimit) } : {}),
         onServed: (bytes) => { servedBytes += bytes }
-      }, { logger: log.child({ component: 'piece-server' }), host: p2p, source: partialPieceSource(partialStore, { index: pieceIndex, contentStore }) as never })
+      }, { logger: log.child({ component: 'piece-server' }), host: p2p, source: partialPieceSource(partialStore, { index: pieceIndex, contentStore }) })
       await pieceServer.start()
     }
     const supernodes = createSupernodeClient({ urls: config.supernodes }, {

@@ -7,21 +7,9 @@ import { Bitfield, JoeyError } from '../common/index.js'
 import type { ContentStore } from '../content/index.js'
 import type { PartialStore } from './partial.js'
 import type { PieceIndex } from './piece-index.js'
+import type { PieceSource } from '../p2p/index.js'
 
-export interface PieceTaskInfo {
-  size: number
-  pieceSize: number
-  pieceDigests: Array<string | undefined | null>
-  have: { has: (i: number) => boolean, count: number, toBytes: () => Uint8Array, length: number }
-}
-
-export interface PieceSourceLike {
-  task: (digest: string) => PieceTaskInfo | undefined
-  subscribe: (digest: string, onPiece: (index: number, pieceDigest: string) => void) => () => void
-  readPiece: (digest: string, index: number, options?: { signal?: AbortSignal }) => Promise<Uint8Array>
-}
-
-export function partialPieceSource (partials: PartialStore, whole?: { index: PieceIndex, contentStore: ContentStore }): PieceSourceLike {
+export function partialPieceSource (partials: PartialStore, whole?: { index: PieceIndex, contentStore: ContentStore }): PieceSource {
   const fullSets = new Map<string, Bitfield>()
   function fullSet (n: number, digest: string): Bitfield {
     let b = fullSets.get(digest)

@@ -262,6 +262,8 @@ export class Scheduler {
     const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
     for (const index of report.pieces ?? []) {
       this.checkIndex(task, index)
+      // Before the piece count is known, the set grows with what peers report.
+      if (index >= peer.pieces.length) peer.pieces.resize(index + 1)
       peer.pieces.set(index)
     }
     if (report.complete === true) {
