@@ -11,7 +11,7 @@
 import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pieceCountFor, pieceSizeFor } from '../../src/common/pieces.js'
+import { pieceCountFor, pieceSizeFor } from '../../src/common/index.js'
 import { largeImage } from '../../test/fixtures/images.js'
 import { startRegistry, type TestRegistry } from '../../test/fixtures/registry.js'
 import { startProxy, type CountingProxy } from '../../test/fixtures/proxy.js'

@@ -13,5 +13,5 @@ export { Bitfield, pieceSizeFor, pieceCount, pieceRange, pieceLength, PIECE_SIZE
 export { createPieceServer } from './server.js'
 export { openPieceSession, peerIdOf } from './session.js'
 export { FrameDecoder, FrameType, encodeMessage, type Message, type DecoderLimits } from './codec.js'
-export { createRateLimiter, type RateLimiter, type RateLimiterOptions } from '../common/rate-limit.js'
+
 export { PIECE_PROTOCOL } from './constants.js'

@@ -2,8 +2,8 @@
  * The piece model shared by the piece server, the piece client and the transfer manager:
  * a blob of `size` bytes is cut into pieces of `pieceSize` bytes (the last one shorter).
  */
-import { JoeyError } from '../common/errors.js'
-import { MAX_PIECES, PIECE_SIZE, pieceSizeFor } from '../common/pieces.js'
+import { JoeyError } from '../common/index.js'
+import { MAX_PIECES, PIECE_SIZE, pieceSizeFor } from '../common/index.js'
 
 export { MAX_PIECES, PIECE_SIZE, pieceSizeFor }
 
@@ -44,4 +44,4 @@ export function pieceLength (size: number, pieceSize: number, index: number): nu
   return r.end - r.start
 }
 
-export { Bitfield, type PieceSet } from '../common/bitfield.js'
+export { Bitfield, type PieceSet } from '../common/index.js'

@@ -8,7 +8,7 @@
  * Peers with the same 32-byte key can talk; everyone else fails at the first bytes.
  */
 import { randomBytes } from 'node:crypto'
-import { JoeyError } from '../common/errors.js'
+import { JoeyError } from '../common/index.js'
 
 const HEADER = '/key/swarm/psk/1.0.0/'
 export const SWARM_KEY_BYTES = 32

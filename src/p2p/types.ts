@@ -1,6 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import type { AbortOptions, Logger, Service } from '../common/index.js'
-import type { RateLimiter } from '../common/rate-limit.js'
+import type { RateLimiter } from '../common/index.js'
 import type { Bitfield, PieceSet } from './pieces.js'
 
 export type { Connection, Stream }

@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import { JoeyError, digestHex, isDigest, sha256, type Logger } from '../common/index.js'
-import { Bitfield } from '../common/bitfield.js'
+import { Bitfield } from '../common/index.js'
 
 export const STATE_FLUSH_MS = 100
 

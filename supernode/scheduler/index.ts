@@ -11,8 +11,7 @@
  * rack locality, and recent failures. The seed is a parent of last resort among holders:
  * origin bytes leave it once, and its upload link is better spent on the first copies.
  */
-import { JoeyError } from '../../src/common/errors.js'
-import { Bitfield } from '../../src/common/bitfield.js'
+import { Bitfield, JoeyError } from '../../src/common/index.js'
 
 export interface HostLabels {
   zone?: string

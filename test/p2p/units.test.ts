@@ -1,9 +1,9 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Uint8ArrayList } from 'uint8arraylist'
-import type { JoeyError } from '../../src/common/index.js'
+import { createRateLimiter, type JoeyError } from '../../src/common/index.js'
 import {
-  Bitfield, FrameDecoder, createRateLimiter, encodeMessage, encodeSwarmKey, generateSwarmKey, parseSwarmKey,
+  Bitfield, FrameDecoder, encodeMessage, encodeSwarmKey, generateSwarmKey, parseSwarmKey,
   pieceCount, pieceLength, pieceRange, pieceSizeFor, peerIdOf, type Message
 } from '../../src/p2p/index.js'
 

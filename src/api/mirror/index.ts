@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises'
 import { JoeyError, errorMessage, httpStatus, isDigest, isJoeyError, toJoeyError, type Logger } from '../../common/index.js'
 import type { ContentStore } from '../../content/index.js'
 import { parseManifest, parseReference, type Reference, type RegistryClient } from '../../distribution/index.js'
-import type { P2PTransfer } from '../../transfer/p2p.js'
+import type { P2PTransfer } from '../../transfer/index.js'
 
 export interface MirrorInit {
   /** Upstream used when a request names none (containerd's ?ns= or a registry path prefix). */
