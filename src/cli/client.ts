@@ -1,4 +1,4 @@
-import { Client, type Dispatcher } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
 import { JoeyError, isAbortError, type AbortOptions, type ErrorCode, type Logger } from '../common/index.js'
 import { CONNECT_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './constants.js'
 import { parseHost, type HostSpec } from './host.js'
@@ -41,9 +41,11 @@ export interface RemoveImageOptions extends AbortOptions {
   noPrune?: boolean
 }
 
-interface RequestInit extends AbortOptions {
+export interface RequestInit extends AbortOptions {
   query?: Record<string, string | undefined>
   headers?: Record<string, string>
+  /** Sent as JSON. */
+  body?: unknown
   /** Streaming responses (pulls) may stay quiet for long stretches while layers download. */
   streaming?: boolean
 }
@@ -77,8 +79,10 @@ const TIMEOUT_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT
 /** A small typed client of joeyd's (and dockerd's) Engine API. */
 export class EngineClient {
   readonly host: HostSpec
-  private readonly dispatcher: Client
-  private readonly logger?: Logger
+  // A pool, not one connection: a foreground `run` keeps a wait and a log stream open
+  // while it starts the container.
+  private readonly dispatcher: Pool
+  protected readonly logger?: Logger
   private readonly requestTimeoutMs: number
 
   constructor (init: EngineClientInit) {
@@ -87,8 +91,8 @@ export class EngineClient {
     this.requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
     const connectTimeout = init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS
     this.dispatcher = this.host.kind === 'unix'
-      ? new Client('http://localhost', { socketPath: this.host.socketPath, connect: { timeout: connectTimeout } })
-      : new Client(`http://${this.host.host}:${this.host.port}`, { connect: { timeout: connectTimeout } })
+      ? new Pool('http://localhost', { socketPath: this.host.socketPath, connect: { timeout: connectTimeout } })
+      : new Pool(`http://${this.host.host}:${this.host.port}`, { connect: { timeout: connectTimeout } })
   }
 
   /** The daemon address as the user gave it, for messages. */
@@ -173,7 +177,12 @@ export class EngineClient {
     await this.dispatcher.close()
   }
 
-  private async json<T> (method: Dispatcher.HttpMethod, path: string, init: RequestInit): Promise<T> {
+  protected async empty (method: Dispatcher.HttpMethod, path: string, init: RequestInit): Promise<void> {
+    const res = await this.request(method, path, init)
+    await res.body.dump().catch(() => {})
+  }
+
+  protected async json<T> (method: Dispatcher.HttpMethod, path: string, init: RequestInit): Promise<T> {
     const res = await this.request(method, path, init)
     let text: string
     try {
@@ -188,7 +197,7 @@ export class EngineClient {
     }
   }
 
-  private async request (method: Dispatcher.HttpMethod, path: string, init: RequestInit): Promise<Dispatcher.ResponseData> {
+  protected async request (method: Dispatcher.HttpMethod, path: string, init: RequestInit): Promise<Dispatcher.ResponseData> {
     const search = new URLSearchParams()
     for (const [k, v] of Object.entries(init.query ?? {})) if (v !== undefined && v !== '') search.set(k, v)
     const fullPath = search.size > 0 ? `${path}?${search.toString()}` : path
@@ -199,7 +208,8 @@ export class EngineClient {
       res = await this.dispatcher.request({
         method,
         path: fullPath,
-        headers: { 'user-agent': `${CLIENT_NAME}/${CLIENT_VERSION}`, ...init.headers },
+        headers: { 'user-agent': `${CLIENT_NAME}/${CLIENT_VERSION}`, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...init.headers },
+        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
         headersTimeout: timeout,
         bodyTimeout: timeout,
         ...(init.signal !== undefined ? { signal: init.signal } : {})
@@ -226,7 +236,7 @@ export class EngineClient {
     return new JoeyError(statusErrorCode(res.statusCode), message, { detail: { status: res.statusCode, method, path, fromDaemon: true } })
   }
 
-  private mapError (err: unknown, method: string, path: string, responding: boolean): JoeyError {
+  protected mapError (err: unknown, method: string, path: string, responding: boolean): JoeyError {
     if (err instanceof JoeyError) return err
     if (isAbortError(err) || (err as { code?: string }).code === 'UND_ERR_ABORTED') {
       return new JoeyError('ERR_ABORTED', 'operation aborted', { cause: err })

@@ -1,21 +1,12 @@
 /**
- * The container and exec half of the Engine API client. It has its own connection pool:
- * a foreground run holds a wait and a log stream open while it starts the container, and
- * EngineClient's single connection would queue the start behind them.
+ * The container and exec half of the Engine API client: EngineClient's transport and
+ * error mapping, with docker's container and exec routes.
  */
-import { Pool, type Dispatcher } from 'undici'
-import { JoeyError, isAbortError, type AbortOptions, type Logger } from '../common/index.js'
-import { statusErrorCode } from './client.js'
-import { CONNECT_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './constants.js'
-import { parseHost, type HostSpec } from './host.js'
-import { CLIENT_NAME, CLIENT_VERSION } from './meta.js'
+import type { Dispatcher } from 'undici'
+import { JoeyError, type AbortOptions } from '../common/index.js'
+import { EngineClient, type EngineClientInit } from './client.js'
 
-export interface ContainerClientInit {
-  host: string | HostSpec
-  logger?: Logger
-  connectTimeoutMs?: number
-  requestTimeoutMs?: number
-}
+export type ContainerClientInit = EngineClientInit
 
 /** docker's container create body (container.Config with HostConfig inlined). */
 export interface ContainerCreateBody {
@@ -90,38 +81,12 @@ export interface ExecInspect {
   [key: string]: unknown
 }
 
-interface Req extends AbortOptions {
-  query?: Record<string, string | undefined>
-  body?: unknown
-  streaming?: boolean
-}
-
-const CONNECT_ERRORS = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
 
 export function containerPath (idOrName: string, suffix = ''): string {
   return `/containers/${encodeURIComponent(idOrName)}${suffix}`
 }
 
-export class ContainerClient {
-  readonly host: HostSpec
-  private readonly pool: Pool
-  private readonly logger?: Logger
-  private readonly requestTimeoutMs: number
-
-  constructor (init: ContainerClientInit) {
-    this.host = typeof init.host === 'string' ? parseHost(init.host) : init.host
-    this.logger = init.logger
-    this.requestTimeoutMs = init.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
-    const connect = { timeout: init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS }
-    this.pool = this.host.kind === 'unix'
-      ? new Pool('http://localhost', { socketPath: this.host.socketPath, connect })
-      : new Pool(`http://${this.host.host}:${this.host.port}`, { connect })
-  }
-
-  get address (): string {
-    return this.host.address
-  }
-
+export class ContainerClient extends EngineClient {
   async create (body: ContainerCreateBody, name?: string, options: AbortOptions = {}): Promise<{ Id: string, Warnings?: string[] | null }> {
     const r = await this.json<{ Id?: unknown, Warnings?: string[] | null }>('POST', '/containers/create', { ...options, body, query: { name } })
     if (typeof r.Id !== 'string' || r.Id === '') throw new JoeyError('ERR_PROTOCOL', `joeyd at ${this.address} answered container create without an Id`)
@@ -216,10 +181,6 @@ export class ContainerClient {
     return await this.json<ExecInspect>('GET', `/exec/${encodeURIComponent(execId)}/json`, options)
   }
 
-  async close (): Promise<void> {
-    await this.pool.close()
-  }
-
   private async * bodyOf (res: Dispatcher.ResponseData, method: string, path: string): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of res.body) yield chunk as Buffer
@@ -229,86 +190,5 @@ export class ContainerClient {
       if (!res.body.destroyed) res.body.destroy()
     }
   }
-
-  private async empty (method: Dispatcher.HttpMethod, path: string, init: Req): Promise<void> {
-    const res = await this.request(method, path, init)
-    await res.body.dump().catch(() => {})
-  }
-
-  private async json<T> (method: Dispatcher.HttpMethod, path: string, init: Req): Promise<T> {
-    const res = await this.request(method, path, init)
-    let text: string
-    try {
-      text = await res.body.text()
-    } catch (err) {
-      throw this.mapError(err, method, path, true)
-    }
-    try {
-      return JSON.parse(text) as T
-    } catch (err) {
-      throw new JoeyError('ERR_PROTOCOL', `joeyd at ${this.address} sent malformed JSON for ${method} ${path}`, { cause: err, detail: { body: text.slice(0, 200) } })
-    }
-  }
-
-  private async request (method: Dispatcher.HttpMethod, path: string, init: Req): Promise<Dispatcher.ResponseData> {
-    const search = new URLSearchParams()
-    for (const [k, v] of Object.entries(init.query ?? {})) if (v !== undefined && v !== '') search.set(k, v)
-    const fullPath = search.size > 0 ? `${path}?${search.toString()}` : path
-    const timeout = init.streaming === true ? 0 : this.requestTimeoutMs
-    const headers: Record<string, string> = { 'user-agent': `${CLIENT_NAME}/${CLIENT_VERSION}` }
-    if (init.body !== undefined) headers['content-type'] = 'application/json'
-    const started = Date.now()
-    let res: Dispatcher.ResponseData
-    try {
-      res = await this.pool.request({
-        method,
-        path: fullPath,
-        headers,
-        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        ...(init.signal !== undefined ? { signal: init.signal } : {})
-      })
-    } catch (err) {
-      throw this.mapError(err, method, fullPath, false)
-    }
-    this.logger?.debug({ method, path: fullPath, status: res.statusCode, ms: Date.now() - started }, 'engine api request')
-    if (res.statusCode >= 400) throw await this.statusError(res, method, fullPath)
-    return res
-  }
-
-  private async statusError (res: Dispatcher.ResponseData, method: string, path: string): Promise<JoeyError> {
-    let text = ''
-    try {
-      text = await res.body.text()
-    } catch {}
-    let message = text.trim()
-    try {
-      const body = JSON.parse(text) as { message?: unknown }
-      if (typeof body.message === 'string' && body.message !== '') message = body.message
-    } catch {}
-    if (message === '') message = `joeyd answered ${method} ${path} with HTTP ${res.statusCode}`
-    return new JoeyError(statusErrorCode(res.statusCode), message, { detail: { status: res.statusCode, method, path, fromDaemon: true } })
-  }
-
-  private mapError (err: unknown, method: string, path: string, responding: boolean): JoeyError {
-    if (err instanceof JoeyError) return err
-    if (isAbortError(err) || (err as { code?: string }).code === 'UND_ERR_ABORTED') {
-      return new JoeyError('ERR_ABORTED', 'operation aborted', { cause: err })
-    }
-    const code = (err as { code?: string }).code ?? ''
-    const detail = { address: this.address, method, path, cause: code }
-    const bare = path.split('?')[0] ?? path
-    if (code === 'EACCES' || code === 'EPERM') {
-      return new JoeyError('ERR_UNAUTHORIZED', `permission denied while connecting to joeyd at ${this.address}`, { cause: err, detail })
-    }
-    if (!responding && CONNECT_ERRORS.has(code)) {
-      return new JoeyError('ERR_UNAVAILABLE', `cannot connect to joeyd at ${this.address}: is joeyd running?`, { cause: err, detail })
-    }
-    if (responding) {
-      return new JoeyError('ERR_UNAVAILABLE', `joeyd at ${this.address} closed the connection during ${method} ${bare}`, { cause: err, detail })
-    }
-    const message = err instanceof Error ? err.message : String(err)
-    return new JoeyError('ERR_INTERNAL', `request to joeyd at ${this.address} failed: ${message}`, { cause: err, detail })
-  }
 }
+
