@@ -2,14 +2,12 @@
 // libp2p (Noise) between them, a real registry behind a counting proxy as the origin.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { largeImage, type FixtureImage } from '../fixtures/images.js'
-import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
-import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
+import { type FixtureImage } from '../fixtures/images.js'
+import { type TestRegistry } from '../fixtures/registry.js'
+import { type CountingProxy } from '../fixtures/proxy.js'
+import { startOrigin, type OriginEnv, startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
 
 const MiB = 1024 * 1024
 let dir: string
@@ -17,26 +15,18 @@ let registry: TestRegistry
 let proxy: CountingProxy
 let image: FixtureImage
 let imageBytes: number
-const procs: Proc[] = []
+let procs: Proc[] = []
+let origin: OriginEnv | undefined
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'joey-cluster-'))
-  registry = await startRegistry()
-  image = await largeImage({ layerBytes: 24 * MiB, layers: 2 })
-  imageBytes = image.blobs().reduce((n, b) => n + b.size, 0)
-  await registry.push('big', 'v1', image)
-  await registry.push('big2', 'v1', image)
-  await registry.push('big3', 'v1', image)
-  await registry.push('big4', 'v1', image)
-  proxy = await startProxy(registry.url)
+  origin = await startOrigin('cluster', 'big', { layerBytes: 24 * MiB, layers: 2 })
+  ;({ dir, registry, proxy, image, imageBytes } = origin)
+  procs = origin.procs
+  // One repository per test, so each test's origin bytes are its own.
+  for (const repo of ['big2', 'big3', 'big4']) await registry.push(repo, 'v1', image)
 })
 
-after(async () => {
-  await Promise.all(procs.map(async p => { await p.kill() }))
-  await proxy?.stop()
-  await registry?.stop()
-  await rm(dir, { recursive: true, force: true })
-})
+after(async () => { await origin?.cleanup() })
 
 async function checkImage (agent: AgentProc, repo: string): Promise<void> {
   const r = await agent.request('GET', `/images/${proxy.host}/${repo}:v1/json`)

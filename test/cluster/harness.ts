@@ -3,7 +3,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { Client } from 'undici'
+import { largeImage, type FixtureImage } from '../fixtures/images.js'
+import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
+import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 
@@ -144,4 +149,45 @@ export function parseMetrics (text: string): Record<string, number> {
 export async function supernodeMetrics (url: string): Promise<Record<string, number>> {
   const res = await fetch(`${url}/metrics`)
   return parseMetrics(await res.text())
+}
+
+export interface OriginEnv {
+  dir: string
+  registry: TestRegistry
+  /** Counting proxy in front of the registry: the origin as agents see it. */
+  proxy: CountingProxy
+  image: FixtureImage
+  /** Sum of the image's blob sizes. */
+  imageBytes: number
+  /** Processes to kill on cleanup. */
+  procs: Proc[]
+  /** Kills every tracked process, stops the origin, removes the temp dir. */
+  cleanup: () => Promise<void>
+}
+
+/**
+ * What every cluster test starts from: a temp dir, a real registry holding a large
+ * image at `<repo>:v1`, and a counting proxy in front of it.
+ */
+export async function startOrigin (name: string, repo: string, imageOptions: { layerBytes: number, layers?: number }): Promise<OriginEnv> {
+  const dir = await mkdtemp(join(tmpdir(), `joey-${name}-`))
+  const registry = await startRegistry()
+  const image = await largeImage(imageOptions)
+  await registry.push(repo, 'v1', image)
+  const proxy = await startProxy(registry.url)
+  const procs: Proc[] = []
+  return {
+    dir,
+    registry,
+    proxy,
+    image,
+    imageBytes: image.blobs().reduce((n, b) => n + b.size, 0),
+    procs,
+    cleanup: async () => {
+      await Promise.all(procs.map(async p => { await p.kill() }))
+      await proxy.stop()
+      await registry.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
 }

@@ -8,32 +8,29 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { silentLogger } from '../../src/common/index.js'
 import { createP2PHost, openPieceSession } from '../../src/p2p/index.js'
-import { largeImage, type FixtureImage } from '../fixtures/images.js'
-import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
-import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
+import { type FixtureImage } from '../fixtures/images.js'
+import { type CountingProxy } from '../fixtures/proxy.js'
+import { startOrigin, type OriginEnv, startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 const MiB = 1024 * 1024
 let dir: string
-let registry: TestRegistry
 let proxy: CountingProxy
 let image: FixtureImage
-const procs: Proc[] = []
+let procs: Proc[] = []
 const children: ChildProcess[] = []
 
+let origin: OriginEnv | undefined
+
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'joey-hostile-'))
-  registry = await startRegistry()
-  image = await largeImage({ layerBytes: 20 * MiB, layers: 1 })
-  await registry.push('victim', 'v1', image)
-  proxy = await startProxy(registry.url)
+  origin = await startOrigin('hostile', 'victim', { layerBytes: 20 * MiB, layers: 1 })
+  ;({ dir, proxy, image } = origin)
+  procs = origin.procs
 })
 
 after(async () => {
@@ -43,10 +40,7 @@ after(async () => {
     process.kill(c.pid as number, 'SIGKILL')
     await exited
   }))
-  await Promise.all(procs.map(async p => { await p.kill() }))
-  await proxy?.stop()
-  await registry?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await origin?.cleanup()
 })
 
 interface Hostile { peerId: string, addrs: string[], served: Array<{ digest: string, index: number }> }

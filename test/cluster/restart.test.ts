@@ -3,36 +3,29 @@
 // by the origin.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { largeImage, type FixtureImage } from '../fixtures/images.js'
-import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
-import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type Proc } from './harness.js'
+import { type FixtureImage } from '../fixtures/images.js'
+import { type CountingProxy } from '../fixtures/proxy.js'
+import { startOrigin, type OriginEnv, startAgent, startSupernode, supernodeMetrics, type Proc } from './harness.js'
 
 const MiB = 1024 * 1024
 let dir: string
-let registry: TestRegistry
 let proxy: CountingProxy
 let image: FixtureImage
-const procs: Proc[] = []
+let procs: Proc[] = []
+
+let origin: OriginEnv | undefined
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'joey-restart-'))
-  registry = await startRegistry()
-  image = await largeImage({ layerBytes: 16 * MiB, layers: 1 })
-  await registry.push('soft', 'v1', image)
-  proxy = await startProxy(registry.url)
+  origin = await startOrigin('restart', 'soft', { layerBytes: 16 * MiB, layers: 1 })
+  ;({ dir, proxy, image } = origin)
+  procs = origin.procs
 })
 
 after(async () => {
-  await Promise.all(procs.map(async p => { await p.kill() }))
-  await proxy?.stop()
-  await registry?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await origin?.cleanup()
 })
 
 /** A loopback port free right now (the kernel picks it; we release it for the supernode). */

@@ -4,35 +4,29 @@
 // them: its pull still finishes, from the origin alone.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateSwarmKey } from '../../src/p2p/index.js'
-import { largeImage, type FixtureImage } from '../fixtures/images.js'
-import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
-import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
+import { type FixtureImage } from '../fixtures/images.js'
+import { type CountingProxy } from '../fixtures/proxy.js'
+import { startOrigin, type OriginEnv, startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from './harness.js'
 
 const MiB = 1024 * 1024
 let dir: string
-let registry: TestRegistry
 let proxy: CountingProxy
 let image: FixtureImage
-const procs: Proc[] = []
+let procs: Proc[] = []
+
+let origin: OriginEnv | undefined
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'joey-swarm-'))
-  registry = await startRegistry()
-  image = await largeImage({ layerBytes: 16 * MiB, layers: 1 })
-  await registry.push('private', 'v1', image)
-  proxy = await startProxy(registry.url)
+  origin = await startOrigin('swarm', 'private', { layerBytes: 16 * MiB, layers: 1 })
+  ;({ dir, proxy, image } = origin)
+  procs = origin.procs
 })
 
 after(async () => {
-  await Promise.all(procs.map(async p => { await p.kill() }))
-  await proxy?.stop()
-  await registry?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await origin?.cleanup()
 })
 
 async function checkImage (agent: AgentProc): Promise<void> {

@@ -3,36 +3,29 @@
 // the blobs once, and agent 2 gets them from peers, not from the origin.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { Digester, sha256 } from '../../src/common/index.js'
-import { startAgent, startSupernode, type AgentProc, type Proc } from '../cluster/harness.js'
-import { largeImage, type FixtureImage } from '../fixtures/images.js'
-import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
-import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
+import { startOrigin, type OriginEnv, startAgent, startSupernode, type AgentProc, type Proc } from '../cluster/harness.js'
+import { type FixtureImage } from '../fixtures/images.js'
+import { type CountingProxy } from '../fixtures/proxy.js'
 
 const MiB = 1024 * 1024
 let dir: string
-let registry: TestRegistry
 let proxy: CountingProxy
 let image: FixtureImage
-const procs: Proc[] = []
+let procs: Proc[] = []
+
+let origin: OriginEnv | undefined
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'joey-mirror-p2p-'))
-  registry = await startRegistry()
-  image = await largeImage({ layerBytes: 6 * MiB, layers: 2 })
-  await registry.push('app', 'v1', image)
-  proxy = await startProxy(registry.url)
+  origin = await startOrigin('mirror-p2p', 'app', { layerBytes: 6 * MiB, layers: 2 })
+  ;({ dir, proxy, image } = origin)
+  procs = origin.procs
 })
 
 after(async () => {
-  await Promise.all(procs.map(async p => { await p.stop() }))
-  await proxy?.stop()
-  await registry?.stop()
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  await origin?.cleanup()
 })
 
 /** What containerd does through a mirror: the tag, then the manifest's blobs, each checked. */
