@@ -7,13 +7,8 @@
  *   npx tsx scripts/demo.ts [--agents N] [--size MiB] [--rate MiB/s]
  */
 import '../src/common/polyfill.js'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { largeImage } from '../test/fixtures/images.js'
-import { startRegistry } from '../test/fixtures/registry.js'
-import { startProxy } from '../test/fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc } from '../test/cluster/harness.js'
+import { startAgent, startOrigin, startSupernode, supernodeMetrics, type AgentProc } from '../test/cluster/harness.js'
 
 const MiB = 1024 * 1024
 
@@ -32,23 +27,13 @@ async function main (): Promise<void> {
   const agentsN = Math.floor(arg('agents', 5))
   const sizeMiB = arg('size', 96)
   const rate = arg('rate', 16)
-  const dir = await mkdtemp(join(tmpdir(), 'joey-demo-'))
-  const procs: Proc[] = []
-  const cleanup = async (): Promise<void> => {
-    await Promise.all(procs.map(async p => { await p.stop() }))
-  }
-  process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)) })
+  console.log(`Joey local cluster pull: ${agentsN} agents, a ${sizeMiB} MiB image, each node capped at ${rate} MiB/s`)
+  process.stdout.write('building the image and starting the origin registry… ')
+  const env = await startOrigin('demo', 'demo/app', { layerBytes: Math.round(sizeMiB * MiB / 2), layers: 2 })
+  const { dir, image, proxy: origin, imageBytes: size, procs } = env
+  process.once('SIGINT', () => { void env.cleanup().then(() => process.exit(130)) })
   try {
-    console.log(`Joey local cluster pull: ${agentsN} agents, a ${sizeMiB} MiB image, each node capped at ${rate} MiB/s`)
-    process.stdout.write('building the image… ')
-    const image = await largeImage({ layerBytes: Math.round(sizeMiB * MiB / 2), layers: 2 })
-    const size = image.blobs().reduce((n, b) => n + b.size, 0)
     console.log(`${(size / MiB).toFixed(1)} MiB in ${image.layers.length} layers`)
-    const registry = await startRegistry()
-    procs.push({ proc: undefined as never, pid: 0, stop: async () => { await registry.stop() }, kill: async () => { await registry.stop() }, logs: () => '' })
-    await registry.push('demo/app', 'v1', image)
-    const origin = await startProxy(registry.url)
-    procs.push({ proc: undefined as never, pid: 0, stop: async () => { await origin.stop() }, kill: async () => { await origin.stop() }, logs: () => '' })
     console.log(`origin registry at ${origin.url} (counting the bytes it sends)`)
     const sn = await startSupernode(join(dir, 'supernode'), ['--upload-limit', `${rate}Mi`])
     procs.push(sn)
@@ -84,8 +69,7 @@ async function main (): Promise<void> {
     console.log(`origin egress: ${(egress / MiB).toFixed(1)} MiB for a ${(size / MiB).toFixed(1)} MiB image pulled by ${agentsN} nodes = ${(egress / size).toFixed(2)}× the image (direct pulls would be ${agentsN}×)`)
     console.log(`all nodes done in ${(wall / 1000).toFixed(1)} s; one node alone at ${rate} MiB/s needs ${(bound / 1000).toFixed(1)} s`)
   } finally {
-    await cleanup()
-    await rm(dir, { recursive: true, force: true })
+    await env.cleanup()
   }
 }
 
