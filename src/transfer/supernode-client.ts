@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import { request } from 'undici'
-import { JoeyError, errorMessage, type Logger } from '../common/index.js'
+import { ERROR_CODES, JoeyError, errorMessage, type ErrorCode, type Logger } from '../common/index.js'
 
 export interface SupernodeClientInit {
   urls: string[]
@@ -52,6 +52,11 @@ export interface SupernodeClient {
   close: () => Promise<void>
 }
 
+/** A code the supernode sent, if it is one of ours; the fallback otherwise. */
+function remoteCode (code: string | undefined, fallback: ErrorCode): ErrorCode {
+  return code !== undefined && Object.hasOwn(ERROR_CODES, code) ? code as ErrorCode : fallback
+}
+
 export function rendezvousOrder (urls: string[], key: string): string[] {
   const score = (url: string): bigint => createHash('sha256').update(url).update('\0').update(key).digest().readBigUInt64BE(0)
   return [...urls].map(u => ({ u, s: score(u) })).sort((a, b) => (a.s < b.s ? 1 : a.s > b.s ? -1 : 0)).map(x => x.u)
@@ -89,7 +94,7 @@ export function createSupernodeClient (init: SupernodeClientInit, components: { 
     let early: { code?: string, message?: string } = {}
     if (res.statusCode >= 500) { try { early = JSON.parse(text) } catch {} }
     if (res.statusCode >= 500 && res.statusCode !== 503 && early.code !== undefined && early.code !== 'ERR_INTERNAL') {
-      throw new JoeyError(early.code as ConstructorParameters<typeof JoeyError>[0], `supernode ${url}: ${early.message ?? text.slice(0, 200)}`, { detail: { status: res.statusCode, url } })
+      throw new JoeyError(remoteCode(early.code, 'ERR_INTERNAL'), `supernode ${url}: ${early.message ?? text.slice(0, 200)}`, { detail: { status: res.statusCode, url } })
     }
     if (res.statusCode >= 500) {
       downUntil.set(url, Date.now() + penaltyMs)
@@ -98,7 +103,7 @@ export function createSupernodeClient (init: SupernodeClientInit, components: { 
     if (res.statusCode >= 400) {
       let parsed: { code?: string, message?: string } = {}
       try { parsed = JSON.parse(text) } catch {}
-      const code = (parsed.code ?? 'ERR_INVALID_ARGUMENT') as ConstructorParameters<typeof JoeyError>[0]
+      const code = remoteCode(parsed.code, 'ERR_INVALID_ARGUMENT')
       throw new JoeyError(code, `supernode ${url}: ${parsed.message ?? text.slice(0, 200)}`, { detail: { status: res.statusCode, url } })
     }
     downUntil.delete(url)
