@@ -18,11 +18,10 @@ import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
 import { createContentStore, type ContentStore } from '../content/index.js'
 import { createRegistryClient, defaultPlatform, type RegistryClient } from '../distribution/index.js'
 import { createImageService, type ImageService } from '../image/index.js'
-import { PartialStore } from '../transfer/index.js'
-import { PieceIndex } from '../transfer/index.js'
-import { partialPieceSource } from '../transfer/index.js'
-import { createSupernodeClient } from '../transfer/index.js'
-import { createP2PTransfer, type P2PTransfer, type PieceSessionLike } from '../transfer/index.js'
+import {
+  PartialStore, PieceIndex, createDirectTransfer, createP2PTransfer, createSupernodeClient, partialPieceSource,
+  type P2PTransfer, type PieceSessionLike
+} from '../transfer/index.js'
 import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../p2p/index.js'
 import { createRateLimiter } from '../common/index.js'
 import { mirrorApi } from '../api/mirror/index.js'
@@ -252,6 +251,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       partials: partialStore,
       supernodes,
       pieceIndex,
+      direct: createDirectTransfer({}, { logger: log.child({ component: 'origin' }), contentStore, registry: client }),
       ...(downloadLimiter !== undefined ? { downloadLimiter } : {}),
       openSession: async (parent, digest, signal): Promise<PieceSessionLike> => {
         if (host === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')

@@ -62,6 +62,12 @@ export interface P2PTransferComponents {
   openSession: SessionOpener
   /** Piece digests of whole blobs, so they can be served to peers after the partial is gone. */
   pieceIndex?: PieceIndex
+  /**
+   * The origin-only transfer into the content store (ingest with Range resume). Used for
+   * whole-blob fetches when no supernode answers: it writes each byte once, where the
+   * piece path writes, re-reads and copies. Streaming readers (the mirror) use pieces.
+   */
+  direct?: TransferManager
   /** Throttles piece downloads (bytes/s), shared by all tasks of the node. */
   downloadLimiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
 }
@@ -89,6 +95,8 @@ export interface P2PTransfer extends TransferManager {
 
 interface Task {
   digest: string
+  /** Started for a streaming reader, which needs the partial blob. */
+  streaming: boolean
   promise: Promise<void>
   listeners: Set<(p: BlobProgress) => void>
   progress: BlobProgress
@@ -137,6 +145,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       if (isJoeyError(err) && err.kind !== 'Unavailable') throw err
       if (hasSupernodes) log.warn({ err: errorMessage(err) }, 'no supernode answered; fetching from the origin')
     }
+    if (view === undefined && components.direct !== undefined && !task.streaming) {
+      await fromDirect(components.direct, ref, desc, task, options)
+      return
+    }
     if (view !== undefined && view.pieceSize === null) throw new JoeyError('ERR_PROTOCOL', `supernode sent no piece size for ${desc.digest}`)
     const pieceSize = view?.pieceSize ?? pieceSizeFor(desc.size)
     const blob = await partials.open({ digest: desc.digest, size: desc.size, pieceSize })
@@ -163,6 +175,22 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
     } finally {
       // A partial left after a failure stays on disk (state flushed) for a later resume.
       if (partials.get(desc.digest) !== undefined && !blob.complete) await blob.flush().catch(() => {})
+    }
+  }
+
+  async function fromDirect (direct: TransferManager, ref: Reference, desc: Descriptor, task: Task, options: FetchBlobOptions): Promise<void> {
+    const before = direct.stats()
+    try {
+      await direct.fetchBlob(ref, desc, {
+        ...(options.authorization !== undefined ? { authorization: options.authorization } : {}),
+        signal: stopController.signal,
+        onProgress: (p) => { emit(task, p) }
+      })
+      completed.set(desc.digest, desc.size)
+    } finally {
+      const after = direct.stats()
+      stats.originBytes += after.originBytes - before.originBytes
+      stats.originFetches += after.originFetches - before.originFetches
     }
   }
 
@@ -473,37 +501,43 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
     }
   }
 
+  /** Joins the node's task for a digest, starting it if there is none. */
+  async function join (ref: Reference, desc: Descriptor, options: FetchBlobOptions, streaming: boolean): Promise<void> {
+    let task = tasks.get(desc.digest)
+    if (task === undefined) {
+      const t: Task = {
+        digest: desc.digest,
+        streaming,
+        listeners: new Set(),
+        progress: { digest: desc.digest, current: 0, total: desc.size, phase: 'waiting' },
+        promise: Promise.resolve()
+      }
+      // The shared task must not die because the first caller gave up; only stop() ends it.
+      const { signal: _ignored, ...shared } = options
+      t.promise = run(ref, desc, t, shared).finally(() => { tasks.delete(desc.digest) })
+      tasks.set(desc.digest, t)
+      task = t
+    }
+    const listener = options.onProgress
+    if (listener !== undefined) { task.listeners.add(listener); listener(task.progress) }
+    try {
+      if (options.signal === undefined) { await task.promise; return }
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => reject(new JoeyError('ERR_ABORTED', `fetch of ${desc.digest} aborted`))
+        if (options.signal?.aborted === true) { onAbort(); return }
+        options.signal?.addEventListener('abort', onAbort, { once: true })
+        ;(task as Task).promise.then(resolve, reject).finally(() => options.signal?.removeEventListener('abort', onAbort))
+      })
+    } finally {
+      if (listener !== undefined) task.listeners.delete(listener)
+    }
+  }
+
   return {
     completed,
     stats: () => ({ ...stats }),
     async fetchBlob (ref, desc, options = {}) {
-      let task = tasks.get(desc.digest)
-      if (task === undefined) {
-        const t: Task = {
-          digest: desc.digest,
-          listeners: new Set(),
-          progress: { digest: desc.digest, current: 0, total: desc.size, phase: 'waiting' },
-          promise: Promise.resolve()
-        }
-        // The shared task must not die because the first caller gave up; only stop() ends it.
-        const { signal: _ignored, ...shared } = options
-        t.promise = run(ref, desc, t, shared).finally(() => { tasks.delete(desc.digest) })
-        tasks.set(desc.digest, t)
-        task = t
-      }
-      const listener = options.onProgress
-      if (listener !== undefined) { task.listeners.add(listener); listener(task.progress) }
-      try {
-        if (options.signal === undefined) { await task.promise; return }
-        await new Promise<void>((resolve, reject) => {
-          const onAbort = (): void => reject(new JoeyError('ERR_ABORTED', `fetch of ${desc.digest} aborted`))
-          if (options.signal?.aborted === true) { onAbort(); return }
-          options.signal?.addEventListener('abort', onAbort, { once: true })
-          ;(task as Task).promise.then(resolve, reject).finally(() => options.signal?.removeEventListener('abort', onAbort))
-        })
-      } finally {
-        if (listener !== undefined) task.listeners.delete(listener)
-      }
+      await join(ref, desc, options, false)
     },
     async openBlob (ref, desc, options = {}) {
       const range = {
@@ -512,7 +546,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         ...(options.signal !== undefined ? { signal: options.signal } : {})
       }
       if (await contentStore.has(desc.digest)) return await contentStore.read(desc.digest, range)
-      const done = this.fetchBlob(ref, desc, options.authorization !== undefined ? { authorization: options.authorization } : {})
+      const done = join(ref, desc, options.authorization !== undefined ? { authorization: options.authorization } : {}, true)
       let failure: unknown
       let finished = false
       done.then(() => { finished = true }, (err) => { failure = err; finished = true })

@@ -4,16 +4,14 @@
 // multi-process cluster tests.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { silentLogger, JoeyError } from '../../src/common/index.js'
 import { createContentStore, type ContentStore } from '../../src/content/index.js'
 import { createRegistryClient, parseReference, type RegistryClient, type Descriptor } from '../../src/distribution/index.js'
-import { PartialStore } from '../../src/transfer/index.js'
-import { createSupernodeClient, rendezvousOrder } from '../../src/transfer/index.js'
-import { createP2PTransfer, type P2PTransfer, type PieceSessionLike, type SessionOpener } from '../../src/transfer/index.js'
+import { PartialStore, createSupernodeClient, rendezvousOrder, createP2PTransfer, type P2PTransfer, type PieceSessionLike, type SessionOpener, createDirectTransfer } from '../../src/transfer/index.js'
 import { Scheduler } from '../../supernode/scheduler/index.js'
 import { supernodeApi, createSupernodeMetrics } from '../../supernode/api.js'
 import { createSeed, type Seed } from '../../supernode/seed.js'
@@ -87,7 +85,7 @@ function sessionFor (parentId: string, digest: string): PieceSessionLike {
 
 const opener: SessionOpener = async (parent, digest) => sessionFor(parent.peerId, digest)
 
-async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean } = {}): Promise<Node> {
+async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean, direct?: boolean } = {}): Promise<Node> {
   const root = join(dir, id)
   const store = createContentStore({ root: join(root, 'content') }, { logger })
   await store.start()
@@ -95,7 +93,8 @@ async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean }
   const partials = new PartialStore(join(root, 'partials'), logger)
   const supernodes = createSupernodeClient({ urls, timeoutMs: 2000, penaltyMs: 500 }, { logger, host: () => ({ peerId: id, addrs: [`/memory/${id}`] }) })
   await supernodes.heartbeat()
-  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50, originRetryBaseMs: 10 }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opener })
+  const direct = opts.direct === true ? { direct: createDirectTransfer({ retryBaseMs: 5 }, { logger, contentStore: store, registry: client }) } : {}
+  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50, originRetryBaseMs: 10 }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opener, ...direct })
   const node: Node = { id, store, partials, transfer, client, served: 0, ...(opts.corrupt === true ? { corrupt: true } : {}) }
   nodes.set(id, node)
   return node
@@ -247,4 +246,16 @@ test('a corrupt origin blob: the stream errors instead of ending, nothing is sto
   } finally {
     proxy.setFaults([])
   }
+})
+
+test('without a supernode, a whole-blob fetch goes straight into the store, not through pieces', async () => {
+  proxy.reset()
+  const n = await makeNode('plain', [], { direct: true })
+  await n.transfer.fetchBlob(parseReference(`${proxy.host}/big:v1`), layer)
+  assert.ok(await n.store.has(layer.digest))
+  assert.equal(proxy.stats.blobBytes, layer.size)
+  assert.equal(n.transfer.stats().originBytes, layer.size)
+  assert.equal(n.transfer.stats().originFetches, 1)
+  const partialDirs = await readdir(n.partials.root).catch(() => [])
+  assert.deepEqual(partialDirs, [], 'no partial blob was assembled')
 })
