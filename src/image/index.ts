@@ -165,14 +165,24 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
     }
   }
 
-  // Concurrent pulls of one image share the config download, as layers share theirs.
+  // Concurrent pulls of one image share the config download, as layers share theirs. The
+  // shared work runs through validation and the commit, so a second pull never sees the
+  // download finished but the blob not yet in the store (and fetches it again).
   const configFetches = new Map<string, Promise<Buffer>>()
-  async function fetchConfig (ref: Reference, desc: Descriptor, request: { signal?: AbortSignal, authorization?: string }): Promise<Buffer> {
-    let p = configFetches.get(desc.digest)
+  async function fetchConfig (ref: Reference, desc: Descriptor, layerCount: number, request: { signal?: AbortSignal, authorization?: string }): Promise<Buffer> {
+    const fetchAndStore = async (req: typeof request): Promise<Buffer> => {
+      if (await store.has(desc.digest)) return await store.readBytes(desc.digest)
+      const bytes = await registry.getBlobBytes(ref, desc, req)
+      parseConfig(bytes, desc.digest, layerCount)
+      await store.writeBytes(bytes, desc.digest)
+      return bytes
+    }
+    const key = `${desc.digest}/${layerCount}`
+    let p = configFetches.get(key)
     if (p === undefined) {
-      p = registry.getBlobBytes(ref, desc, request)
-      configFetches.set(desc.digest, p)
-      const forget = (): void => { configFetches.delete(desc.digest) }
+      p = fetchAndStore(request)
+      configFetches.set(key, p)
+      const forget = (): void => { configFetches.delete(key) }
       p.then(forget, forget)
     }
     try {
@@ -181,7 +191,7 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
       // The pull that started the shared fetch was cancelled; this one was not.
       if (isJoeyError(err, 'ERR_ABORTED') || isAbortError(err)) {
         if (request.signal?.aborted === true) throw err
-        return await registry.getBlobBytes(ref, desc, request)
+        return await fetchAndStore(request)
       }
       throw err
     }
@@ -244,9 +254,8 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
 
       const configBytes = existed.has(configDesc.digest)
         ? await store.readBytes(configDesc.digest)
-        : await fetchConfig(ref, configDesc, request)
+        : await fetchConfig(ref, configDesc, layers.length, request)
       parseConfig(configBytes, configDesc.digest, layers.length)
-      if (!existed.has(configDesc.digest)) await store.writeBytes(configBytes, configDesc.digest)
 
       const manifestLabels: Record<string, string> = { [`${GC_REF_LABEL_PREFIX}config`]: configDesc.digest }
       layers.forEach((l, i) => { manifestLabels[`${GC_REF_LABEL_PREFIX}l.${i}`] = l.digest })
