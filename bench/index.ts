@@ -6,12 +6,16 @@ import '../src/common/polyfill.js'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, totalmem, release } from 'node:os'
 import type { BenchOptions, CaseResult } from './lib.js'
-import { directPull } from './cases/direct-pull.js'
-import { cluster } from './cases/cluster.js'
 
-const CASES: Record<string, (o: BenchOptions) => Promise<CaseResult>> = {
-  'direct-pull': directPull,
-  cluster
+/**
+ * Cases in the order they run. Each module under cases/ exports `run`; they are loaded one
+ * at a time so a case's imports (and their memory) never weigh on another's numbers.
+ */
+const CASES = ['direct-pull', 'mirror', 'unpack', 'cold-start', 'transfer', 'scheduler', 'simulate', 'cluster']
+
+async function loadCase (name: string): Promise<(o: BenchOptions) => Promise<CaseResult>> {
+  const mod = await import(`./cases/${name}.js`) as { run: (o: BenchOptions) => Promise<CaseResult> }
+  return mod.run
 }
 
 function fmt (v: number): string {
@@ -22,15 +26,15 @@ async function main (): Promise<void> {
   const args = process.argv.slice(2)
   const quick = args.includes('--quick')
   const onlyArg = args.find(a => a.startsWith('--only='))?.slice('--only='.length) ?? (args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined)
-  const names = onlyArg !== undefined ? onlyArg.split(',') : Object.keys(CASES)
+  const names = onlyArg !== undefined ? onlyArg.split(',') : CASES
   const results: CaseResult[] = []
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`
   console.log(`Joey benchmarks (${quick ? 'quick' : 'full'}) on ${machine}`)
   for (const name of names) {
-    const fn = CASES[name]
-    if (fn === undefined) { console.error(`unknown case ${name}; cases: ${Object.keys(CASES).join(', ')}`); process.exit(2) }
+    if (!CASES.includes(name)) { console.error(`unknown case ${name}; cases: ${CASES.join(', ')}`); process.exit(2) }
     console.log(`\n## ${name}`)
     try {
+      const fn = await loadCase(name)
       const r = await fn({ quick })
       results.push(r)
       console.log(r.description)

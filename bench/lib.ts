@@ -18,6 +18,10 @@ export interface CaseResult {
   description: string
   metrics: Metric[]
   notes: string[]
+  /** Case-specific raw results (series for charts, per-run samples), kept in latest.json. */
+  data?: unknown
+  /** Files the case wrote beside the results (charts), relative to the repository root. */
+  files?: string[]
 }
 
 export interface BenchOptions {

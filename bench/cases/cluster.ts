@@ -360,7 +360,7 @@ function printTimeline (r: PhaseResult, names: string[], pieceCount: number): vo
   }
 }
 
-export async function cluster (opts: BenchOptions): Promise<CaseResult> {
+export async function run (opts: BenchOptions): Promise<CaseResult> {
   const base = params(opts.quick)
   const dir = await mkdtemp(join(tmpdir(), 'joey-bench-cluster-'))
   let registry: TestRegistry | undefined

@@ -9,7 +9,7 @@ import { largeImage } from '../../test/fixtures/images.js'
 import { startRegistry } from '../../test/fixtures/registry.js'
 import { MiB, enginePull, median, peakRssBytes, runCommand, startJoeyd, type BenchOptions, type CaseResult } from '../lib.js'
 
-export async function directPull (opts: BenchOptions): Promise<CaseResult> {
+export async function run (opts: BenchOptions): Promise<CaseResult> {
   const layerBytes = opts.quick ? 64 * MiB : 256 * MiB
   const rounds = opts.quick ? 1 : 3
   const dir = await mkdtemp(join(tmpdir(), 'joey-bench-direct-'))
