@@ -5,11 +5,10 @@
 // which stands in for Docker Hub too (--mirror-upstream).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { request } from 'undici'
 import { runCli } from '../../src/cli/cli.js'
@@ -17,9 +16,9 @@ import { startAgent, type AgentProc } from '../cluster/harness.js'
 import { busyboxImage, largeImage, type FixtureImage } from '../fixtures/images.js'
 import { startProxy, type CountingProxy } from '../fixtures/proxy.js'
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
+import { startContainerd, unmountBelow, type TestContainerd } from '../fixtures/containerd.js'
 
 const exec = promisify(execFile)
-const CONTAINERD = '/usr/bin/containerd'
 
 let dir: string
 let registry: TestRegistry
@@ -27,9 +26,7 @@ let proxy: CountingProxy
 let agent: AgentProc
 let mirrorHost: string
 let busybox: FixtureImage
-let containerd: ChildProcess | undefined
-let containerdLog = ''
-let address: string
+let containerd: TestContainerd | undefined
 let hostsDir: string
 let configToml: string
 
@@ -43,13 +40,7 @@ async function joey (...argv: string[]): Promise<{ code: number, stdout: string,
 }
 
 async function ctr (...args: string[]): Promise<{ stdout: string, stderr: string }> {
-  try {
-    // --http-dump writes every body to stderr: a layer is megabytes of escaped bytes.
-    return await exec('ctr', ['--address', address, ...args], { maxBuffer: 256 * 1024 * 1024, timeout: 30_000 })
-  } catch (err) {
-    const e = err as Error
-    throw new Error(`ctr ${args.join(' ')} failed: ${e.message.slice(0, 2000)}\ncontainerd: ${containerdLog.slice(-2000)}`, { cause: err })
-  }
+  return await (containerd as TestContainerd).ctr(args)
 }
 
 /** Requests in ctr's --http-dump: each request line is followed by its Host header. */
@@ -65,15 +56,6 @@ async function originBytes (): Promise<number> {
   return (await agent.metrics()).joeyd_origin_bytes_total ?? 0
 }
 
-/** Unmounts whatever containerd or podman left mounted under the test's directory. */
-async function unmountAll (): Promise<void> {
-  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n')
-    .map(l => (l.split(' ')[1] ?? '').replace(/\\040/g, ' '))
-    .filter(p => p.startsWith(dir + '/'))
-    .reverse()
-  for (const m of mounts) await exec('umount', ['-l', m]).catch(() => {})
-}
-
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'joey-clients-'))
   registry = await startRegistry()
@@ -84,59 +66,24 @@ before(async () => {
   // The proxied registry stands in for Docker Hub.
   agent = await startAgent(dir, 'agent', ['--mirror-upstream', proxy.host])
   mirrorHost = new URL(agent.mirror).host
-
-  const root = join(dir, 'containerd')
-  address = join(root, 'c.sock')
-  hostsDir = join(root, 'certs.d')
-  configToml = join(root, 'config.toml')
-  await mkdir(root, { recursive: true })
-  await writeFile(configToml, [
-    'version = 2',
-    `root = "${join(root, 'root')}"`,
-    `state = "${join(root, 'state')}"`,
-    // No CRI: nothing here speaks to kubelet, and it would want CNI and more.
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = "${address}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    // Its default, /opt/containerd, is outside the test's directory.
-    '[plugins."io.containerd.internal.v1.opt"]',
-    `  path = "${join(root, 'opt')}"`,
-    ''
-  ].join('\n'))
-  containerd = spawn(CONTAINERD, ['--config', configToml, '--root', join(root, 'root'), '--state', join(root, 'state'), '--address', address], { stdio: ['ignore', 'ignore', 'pipe'] })
-  containerd.stderr?.setEncoding('utf8').on('data', (s: string) => { containerdLog = (containerdLog + s).slice(-50_000) })
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    if (containerd.exitCode !== null) throw new Error(`containerd exited: ${containerdLog}`)
-    try {
-      await exec('ctr', ['--address', address, 'version'], { timeout: 5000 })
-      break
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`containerd did not start: ${containerdLog}`)
-    await sleep(100)
-  }
+  containerd = await startContainerd(join(dir, 'containerd'))
+  hostsDir = containerd.hostsDir
+  configToml = containerd.configToml
 })
 
 after(async () => {
-  if (containerd !== undefined && containerd.exitCode === null && containerd.signalCode === null) {
+  if (containerd !== undefined) {
     // A container left by a failed test would hold its shim and mounts.
-    await exec('ctr', ['--address', address, 'tasks', 'kill', '-s', 'SIGKILL', 't1']).catch(() => {})
-    await exec('ctr', ['--address', address, 'tasks', 'rm', '-f', 't1']).catch(() => {})
-    await exec('ctr', ['--address', address, 'containers', 'rm', 't1']).catch(() => {})
-    const pid = containerd.pid as number
-    const exited = new Promise(resolve => containerd?.once('exit', resolve))
-    try { process.kill(pid, 'SIGTERM') } catch {}
-    const t = setTimeout(() => { try { process.kill(pid, 'SIGKILL') } catch {} }, 5000)
-    await exited
-    clearTimeout(t)
+    await ctr('tasks', 'kill', '-s', 'SIGKILL', 't1').catch(() => {})
+    await ctr('tasks', 'rm', '-f', 't1').catch(() => {})
+    await ctr('containers', 'rm', 't1').catch(() => {})
+    await containerd.stop()
   }
   await agent?.stop()
   await proxy?.stop()
   await registry?.stop()
   if (dir !== undefined) {
-    await unmountAll()
+    await unmountBelow(dir)
     await rm(dir, { recursive: true, force: true })
   }
 })
@@ -250,7 +197,7 @@ test('podman pulls through joeyd with the drop-in joey mirror configure writes',
     assert.ok(images.includes(`docker.io/library/busybox:latest ${busybox.root.digest}`), images)
   } finally {
     await exec('podman', [...storage, 'system', 'reset', '-f'], { env, timeout: 60_000 }).catch(() => {})
-    await unmountAll()
+    await unmountBelow(dir)
     await rm(join(dir, 'podman'), { recursive: true, force: true })
   }
 })
