@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { JoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
 import { buildEngineApi, createAgentMetrics, engineErrorBody, engineUpgradeHandler, type SystemInfo } from '../api/index.js'
-import { createContainerService, type ContainerService } from '../runtime/index.js'
+import { createContainerService, type ContainerService, type SnapshotCollector } from '../runtime/index.js'
 import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
 import { createContentStore, type ContentStore } from '../content/index.js'
 import { createRegistryClient, defaultPlatform, type RegistryClient } from '../distribution/index.js'
@@ -127,7 +127,7 @@ async function runcAvailable (): Promise<boolean> {
 }
 
 /** The container runtime, when runc is there; containers it left running are adopted, not killed. */
-async function startContainers (dataRoot: string, log: Logger, components: { contentStore: ContentStore, images: ImageService }): Promise<ContainerService & Service | undefined> {
+async function startContainers (dataRoot: string, log: Logger, components: { contentStore: ContentStore, images: ImageService }): Promise<ContainerService & SnapshotCollector & Service | undefined> {
   if (!await runcAvailable()) {
     log.warn('runc --version failed: containers are not enabled (install runc to run containers)')
     return undefined
@@ -137,6 +137,18 @@ async function startContainers (dataRoot: string, log: Logger, components: { con
   const service = createContainerService({ root: join(dataRoot, 'containers') }, { logger: log, ...components, snapshotter })
   await service.start()
   return service
+}
+
+/** Removing an image also frees the layer snapshots nothing else uses, as containerd's GC does. */
+function releasingSnapshots (images: ImageService, collector: SnapshotCollector, log: Logger): ImageService {
+  return {
+    ...images,
+    remove: async (nameOrId, options) => {
+      const result = await images.remove(nameOrId, options)
+      await collector.collectSnapshots().catch(err => { log.warn({ err }, 'snapshot collection after image removal failed') })
+      return result
+    }
+  }
 }
 
 async function osRelease (): Promise<{ name: string, version: string }> {
@@ -306,7 +318,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       runtimeVersion: `node${process.versions.node} (${arch()})`
     }
     const containers = containerService = await startContainers(config.dataRoot, log, { contentStore, images })
-    const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images, metrics, system, ...(containers !== undefined ? { containers } : {}) })
+    if (containers !== undefined) imageService = releasingSnapshots(images, containers, log)
+    const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images: imageService, metrics, system, ...(containers !== undefined ? { containers } : {}) })
     for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
     if (config.mirror !== undefined) {
       const m = mirrorApp = Fastify({ logger: false })

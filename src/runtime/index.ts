@@ -7,7 +7,7 @@ export type { ExecUser, PasswdEntry, GroupEntry } from './rootfs.js'
 export type {
   AttachOptions, ContainerInspect, ContainerService, ContainerServiceComponents, ContainerServiceInit, ContainerStatus,
   ContainerSummary, CreateOptions, CreateResult, ExecInspect, ExecOptions, ExecSession, ListOptions, LogEntry, LogsOptions,
-  MountPoint, NetworkMode, RemoveOptions, StopOptions, WaitCondition, WaitOptions, WaitResult
+  MountPoint, NetworkMode, RemoveOptions, SnapshotCollector, StopOptions, WaitCondition, WaitOptions, WaitResult
 } from './types.js'
 export {
   CGROUP_PARENT, DEFAULT_RUNTIME, DEFAULT_STATE_ROOT, INIT_CANDIDATES, INIT_PATH, STOP_TIMEOUT_SEC, MAX_LOG_LINE

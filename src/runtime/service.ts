@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import { closeSync, openSync, watch, type FSWatcher } from 'node:fs'
 import { access, chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus as osCpus, hostname as osHostname } from 'node:os'
@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { JoeyError, isJoeyError, type Logger, type Service } from '../common/index.js'
-import { mountAll, unmount, unpackImage, type Mount, type Snapshotter } from '../unpack/index.js'
+import { chainIDs, mountAll, unmount, unpackImage, type Mount, type Snapshotter } from '../unpack/index.js'
 import {
   CGROUP_PARENT, DEFAULT_PATH_ENV, DEFAULT_RUNTIME, DEFAULT_STATE_ROOT, FILES, INIT_CANDIDATES, INIT_PATH, KILL_WAIT_MS,
   LOST_EXIT_CODE, MAX_EARLY_OUTPUT, MAX_LOG_LINE, MAX_NOFILE, MIN_MEMORY, NOT_EXECUTABLE_EXIT_CODE, NOT_FOUND_EXIT_CODE,
@@ -28,7 +28,7 @@ import { loadRecords, saveRecord, type ContainerRecord } from './store.js'
 import type {
   AttachOptions, ContainerInspect, ContainerService, ContainerServiceComponents, ContainerServiceInit, ContainerSummary,
   CreateOptions, CreateResult, ExecInspect, ExecOptions, ExecSession, ListOptions, LogEntry, LogsOptions, MountPoint,
-  NetworkMode, RemoveOptions, StopOptions, WaitOptions, WaitResult
+  NetworkMode, RemoveOptions, SnapshotCollector, StopOptions, WaitOptions, WaitResult
 } from './types.js'
 import { checkEnv, hasEnv, humanDuration, mergeEnv, parseBind, parseSignal, processStartTime, quoteCommand } from './util.js'
 
@@ -59,7 +59,7 @@ interface ExitInfo { exitCode: number, finishedAt: string, error?: string }
  * owns the output and records the exit; the service follows the shim's files, so it can be
  * restarted while containers keep running and picks them up again.
  */
-export function createContainerService (init: ContainerServiceInit, components: ContainerServiceComponents): ContainerService & Service {
+export function createContainerService (init: ContainerServiceInit, components: ContainerServiceComponents): ContainerService & SnapshotCollector & Service {
   return new Containers(init, components)
 }
 
@@ -80,7 +80,7 @@ function notRunning (c: Container): JoeyError {
   return new JoeyError('ERR_FAILED_PRECONDITION', `Container ${c.rec.id} is not running`, { detail: { container: c.rec.id } })
 }
 
-class Containers implements ContainerService {
+class Containers implements ContainerService, SnapshotCollector {
   private readonly root: string
   private readonly runc: Runc
   private readonly stateRoot: string
@@ -98,6 +98,9 @@ class Containers implements ContainerService {
   private facts: HostFacts = { cgroupV2: false, swapAccounting: false, nofile: 1024 }
   private runtimeChecked: Promise<void> | undefined
   private poller: NodeJS.Timeout | undefined
+  /** Creates between their unpack and their own snapshot: a collection waits for them. */
+  private unpacking = 0
+  private collecting: Promise<string[]> | undefined
   private started = false
   private stopped = false
 
@@ -140,6 +143,8 @@ class Containers implements ContainerService {
         this.logger.error({ err, container: c.rec.id }, 'cannot reconcile container state')
       }
     }
+    // Image removals and container removals interrupted by a crash left snapshots nobody uses.
+    await this.collectSnapshots().catch(err => { this.logger.warn({ err }, 'snapshot collection at start failed') })
     this.poller = setInterval(() => { void this.pollRunning() }, POLL_MS)
     this.poller.unref()
     this.logger.info({ containers: this.containers.size, running: [...this.containers.values()].filter(c => c.rec.state.status === 'running').length }, 'container service started')
@@ -334,15 +339,18 @@ class Containers implements ContainerService {
         throw new JoeyError('ERR_MANIFEST_INVALID', `image ${opts.image} has ${detail.layers.length} layers but ${diffIds.length} diff IDs`, { detail: { image: opts.image } })
       }
       const store = this.components.contentStore
-      const { chainId } = await unpackImage(detail.layers.map((l, i) => ({
-        stream: async () => await store.read(l.digest, opts.signal !== undefined ? { signal: opts.signal } : {}),
-        mediaType: l.mediaType,
-        diffId: diffIds[i]!
-      })), this.snapshotter, { logger: this.logger, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
-
-      await mkdir(dir, { mode: 0o710 })
-      await this.snapshotter.prepare(snapshotKey, chainId === '' ? undefined : chainId, { labels: { 'joey.container': id } })
-      prepared = true
+      // A freshly committed chain is unreferenced until the container's snapshot sits on it.
+      const chainId = await this.holdingSnapshots(async () => {
+        const { chainId } = await unpackImage(detail.layers.map((l, i) => ({
+          stream: async () => await store.read(l.digest, opts.signal !== undefined ? { signal: opts.signal } : {}),
+          mediaType: l.mediaType,
+          diffId: diffIds[i]!
+        })), this.snapshotter, { logger: this.logger, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+        await mkdir(dir, { mode: 0o710 })
+        await this.snapshotter.prepare(snapshotKey, chainId === '' ? undefined : chainId, { labels: { 'joey.container': id } })
+        prepared = true
+        return chainId
+      })
 
       const rec: ContainerRecord = {
         version: 1,
@@ -400,6 +408,55 @@ class Containers implements ContainerService {
       if (!(await hasMountsUnder(dir))) await rm(dir, { recursive: true, force: true }).catch(() => {})
       throw err
     }
+  }
+
+  /** Runs `fn` with snapshot collection held off; a collection in progress finishes first. */
+  private async holdingSnapshots<T> (fn: () => Promise<T>): Promise<T> {
+    while (this.collecting !== undefined) await this.collecting.catch(() => {})
+    this.unpacking++
+    try {
+      return await fn()
+    } finally {
+      if (--this.unpacking === 0) this.events.emit('unpacked')
+    }
+  }
+
+  // --- snapshot collection --------------------------------------------------------------------
+
+  /**
+   * Removes the committed layer snapshots that no image and no container uses. What images
+   * use is their top chain ID (its ancestors follow); a container's own active snapshot keeps
+   * its whole chain. Runs one at a time, after the creates that are unpacking right now.
+   */
+  async collectSnapshots (): Promise<string[]> {
+    while (this.collecting !== undefined) await this.collecting.catch(() => {})
+    const run = this.collect()
+    this.collecting = run
+    try {
+      return await run
+    } finally {
+      if (this.collecting === run) this.collecting = undefined
+    }
+  }
+
+  private async collect (): Promise<string[]> {
+    while (this.unpacking > 0) await once(this.events, 'unpacked')
+    const keep = new Set<string>()
+    // A failure to list images throws: without knowing what they use, nothing may go.
+    for (const summary of await this.components.images.list()) {
+      let diffIds: string[]
+      try {
+        diffIds = (await this.components.images.inspect(summary.id)).rootfs.diff_ids
+      } catch (err) {
+        if (isJoeyError(err, 'ERR_IMAGE_NOT_FOUND')) continue
+        throw err
+      }
+      const chain = chainIDs(diffIds)
+      if (chain.length > 0) keep.add(chain[chain.length - 1]!)
+    }
+    const removed = await this.snapshotter.prune(keep)
+    if (removed.length > 0) this.logger.info({ snapshots: removed.length }, 'removed layer snapshots no image or container uses')
+    return removed
   }
 
   private validateCreate (opts: CreateOptions): { env: string[], memory: number, cpus: number, pidsLimit: number } {
@@ -936,6 +993,8 @@ class Containers implements ContainerService {
       await saveRecord(this.root, c.rec)
       await this.destroy(c)
     })
+    // The image may be gone already (rmi --force); then its layers went with the container.
+    await this.collectSnapshots().catch(err => { this.logger.warn({ err }, 'snapshot collection after container removal failed') })
   }
 
   private async destroy (c: Container): Promise<void> {

@@ -240,6 +240,12 @@ export interface ContainerService {
   resolve: (idOrName: string) => Promise<string>
 }
 
+/** Snapshot GC: what image and container removal trigger, and joeyd runs at start. */
+export interface SnapshotCollector {
+  /** Removes layer snapshots no image and no container uses; returns their names. */
+  collectSnapshots: () => Promise<string[]>
+}
+
 export interface ContainerServiceInit {
   /** `<data-root>/containers`: one directory per container (state, spec, logs, rootfs mount point). */
   root: string

@@ -13,7 +13,7 @@ import { createRegistryClient, type RegistryClient } from '../../src/distributio
 import { createDirectTransfer } from '../../src/transfer/index.js'
 import { createImageService, type ImageService } from '../../src/image/index.js'
 import { createSnapshotter, detectSnapshotter, unmount, type Snapshotter, type SnapshotterKind } from '../../src/unpack/index.js'
-import { createContainerService, type ContainerService, type ContainerServiceInit, type LogEntry } from '../../src/runtime/index.js'
+import { createContainerService, type ContainerService, type ContainerServiceInit, type LogEntry, type SnapshotCollector } from '../../src/runtime/index.js'
 import type { Service } from '../../src/common/index.js'
 import { busyboxImage, multiLayerImage } from '../fixtures/images.js'
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js'
@@ -35,7 +35,7 @@ export function skipReason (): string | undefined {
   return undefined
 }
 
-export type Containers = ContainerService & Service
+export type Containers = ContainerService & SnapshotCollector & Service
 
 export interface RuntimeEnv {
   dir: string
