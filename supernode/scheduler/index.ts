@@ -49,6 +49,15 @@ export interface PeerTaskState {
   pieces: Bitfield
   complete: boolean
   parents: Set<string>
+  /** Peers of this task that have this peer as a parent (the reverse of `parents`). */
+  children: Set<string>
+  /** The peer's host (a task's peers leave it when their host is removed). */
+  host: HostState
+  seed: boolean
+  /** Position in the task's join order (internal; changes when the order is compacted). */
+  slot: number
+  /** Position among the task's complete peers, or -1 (internal). */
+  doneSlot: number
   /** Parents this peer refuses for this task (sent corrupt pieces). */
   blocked: Set<string>
   backToSource: boolean
@@ -63,6 +72,16 @@ export interface TaskState {
   pieceCount?: number
   pieceDigests: Array<string | undefined>
   peers: Map<string, PeerTaskState>
+  /**
+   * Non-seed peers in join order (so in rank order), with holes where peers left: the
+   * peers a child may take while they download are a prefix of it, which lets a decision
+   * sample them without looking at all of them.
+   */
+  order: Array<PeerTaskState | undefined>
+  holes: number
+  /** Peers holding the whole blob: parents for anyone, whatever their rank. */
+  completes: PeerTaskState[]
+  seeds: Set<string>
   nextRank: number
   /** Peers blocked for everyone in this task (reported corrupt by several peers). */
   blocked: Set<string>
@@ -189,6 +208,10 @@ export class Scheduler {
         digest,
         pieceDigests: [],
         peers: new Map(),
+        order: [],
+        holes: 0,
+        completes: [],
+        seeds: new Set(),
         nextRank: 1,
         blocked: new Set(),
         corruptReports: new Map(),
@@ -231,12 +254,19 @@ export class Scheduler {
         pieces: new Bitfield(task.pieceCount ?? 0),
         complete: false,
         parents: new Set(),
+        children: new Set(),
+        host,
+        seed: host.seed,
+        slot: host.seed ? -1 : task.order.length,
+        doneSlot: -1,
         blocked: new Set(),
         backToSource: false,
         joinedAt: now,
         updatedAt: now
       }
       task.peers.set(peerId, peer)
+      if (host.seed) task.seeds.add(peerId)
+      else task.order.push(peer)
     }
     return peer
   }
@@ -246,13 +276,45 @@ export class Scheduler {
     if (task === undefined) return
     const peer = task.peers.get(peerId)
     if (peer === undefined) return
-    this.dropParents(peer)
-    // Children of the leaving peer lose it as a parent; its load is recounted below.
-    for (const other of task.peers.values()) other.parents.delete(peerId)
+    this.dropParents(task, peer)
+    // Children of the leaving peer lose it as a parent.
+    for (const childId of peer.children) task.peers.get(childId)?.parents.delete(peerId)
+    const host = this.hosts.get(peerId)
+    if (host !== undefined) host.load = Math.max(0, host.load - peer.children.size)
+    peer.children.clear()
+    this.setComplete(task, peer, false)
     task.backToSource.delete(peerId)
     task.peers.delete(peerId)
-    const host = this.hosts.get(peerId)
-    if (host !== undefined) host.load = this.countLoad(peerId)
+    task.seeds.delete(peerId)
+    if (peer.slot >= 0) {
+      task.order[peer.slot] = undefined
+      task.holes++
+      if (task.holes > 64 && task.holes * 2 > task.order.length) this.compact(task)
+    }
+  }
+
+  private compact (task: TaskState): void {
+    const order: PeerTaskState[] = []
+    for (const p of task.order) {
+      if (p === undefined) continue
+      p.slot = order.length
+      order.push(p)
+    }
+    task.order = order
+    task.holes = 0
+  }
+
+  private setComplete (task: TaskState, peer: PeerTaskState, complete: boolean): void {
+    peer.complete = complete
+    if (complete && peer.doneSlot < 0) {
+      peer.doneSlot = task.completes.length
+      task.completes.push(peer)
+    } else if (!complete && peer.doneSlot >= 0) {
+      // Swap-remove keeps the list dense.
+      const last = task.completes.pop() as PeerTaskState
+      if (last !== peer) { task.completes[peer.doneSlot] = last; last.doneSlot = peer.doneSlot }
+      peer.doneSlot = -1
+    }
   }
 
   /** Records pieces a peer holds (verified). `complete` marks the whole blob. */
@@ -267,13 +329,13 @@ export class Scheduler {
     }
     if (report.complete === true) {
       if (task.pieceCount !== undefined) peer.pieces.fill()
-      peer.complete = true
-      this.dropParents(peer)
+      this.setComplete(task, peer, true)
+      this.dropParents(task, peer)
       task.backToSource.delete(peerId)
       peer.backToSource = false
     } else if (task.pieceCount !== undefined && task.pieceCount > 0 && peer.pieces.count === task.pieceCount) {
-      peer.complete = true
-      this.dropParents(peer)
+      this.setComplete(task, peer, true)
+      this.dropParents(task, peer)
     }
     peer.updatedAt = this.now()
     task.updatedAt = peer.updatedAt
@@ -292,7 +354,7 @@ export class Scheduler {
       parentHost.lastFailureAt = now
     }
     if (peer !== undefined) {
-      if (peer.parents.delete(parentId) && parentHost !== undefined) parentHost.load = Math.max(0, parentHost.load - 1)
+      if (peer.parents.has(parentId)) this.unlink(task, peer, parentId)
       if (reason === 'corrupt') peer.blocked.add(parentId)
     }
     if (reason === 'corrupt') {
@@ -311,63 +373,57 @@ export class Scheduler {
     this.decisions++
     const task = this.mustTask(digest)
     const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
-    const me = this.hosts.get(peerId)
-    this.dropParents(peer)
+    const me = peer.host
+    this.dropParents(task, peer)
     if (peer.complete) return { parents: [], backToSource: false }
 
     const exclude = new Set(options.exclude ?? [])
     const now = this.now()
     const candidates = this.sample(task, peer, exclude, now)
     const scored: Array<{ host: HostState, score: number }> = []
+    const missing = Math.max(1, (task.pieceCount ?? 1) - peer.pieces.count)
+    const zone = me.labels.zone
+    const rack = me.labels.rack
+    const failureWindowMs = this.opts.failureWindowMs
     for (const cand of candidates) {
-      const host = this.hosts.get(cand.peerId)
-      if (host === undefined) continue
-      const useful = cand.complete ? Math.max(1, (task.pieceCount ?? 1) - peer.pieces.count) : cand.pieces.countMissingIn(peer.pieces)
+      const host = cand.host
+      const useful = cand.complete ? missing : cand.pieces.countMissingIn(peer.pieces)
       const downloading = !cand.complete && (cand.parents.size > 0 || cand.backToSource)
       // A seed or a peer still downloading is useful even before it holds a piece the child lacks.
       if (useful === 0 && !downloading && !(host.seed && !cand.complete)) continue
-      const total = task.pieceCount ?? 1
-      let score = useful === 0 ? 0.1 : Math.min(1, useful / Math.max(1, total - peer.pieces.count))
+      let score = useful === 0 ? 0.1 : Math.min(1, useful / missing)
       const free = host.uploadSlots - host.load
       score += free > 0 ? Math.min(1, free / Math.max(1, host.uploadSlots)) : -2
-      if (me !== undefined) {
-        if (me.labels.zone !== undefined && me.labels.zone === host.labels.zone) {
-          score += 0.5
-          if (me.labels.rack !== undefined && me.labels.rack === host.labels.rack) score += 0.5
-        }
+      if (zone !== undefined && zone === host.labels.zone) {
+        score += 0.5
+        if (rack !== undefined && rack === host.labels.rack) score += 0.5
       }
-      if (host.failures > 0 && now - host.lastFailureAt <= this.opts.failureWindowMs) score -= 0.5 * host.failures
+      if (host.failures > 0 && now - host.lastFailureAt <= failureWindowMs) score -= 0.5 * host.failures
       if (host.seed) score -= 0.75
       // A little noise breaks ties so equal peers share the load.
       score += this.random() * 0.05
       scored.push({ host, score })
     }
-    scored.sort((a, b) => b.score - a.score)
     // A seed feeds only a few children of a task when agents can relay: each piece should
     // leave the seed about once and spread from agent to agent. With nothing else to
     // offer, the seed is still given.
-    if (scored.some(x => !x.host.seed)) {
-      const seedChildren = (seedId: string): number => {
-        let n = 0
-        for (const other of task.peers.values()) if (other.parents.has(seedId)) n++
-        return n
-      }
-      for (let i = scored.length - 1; i >= 0; i--) {
-        const x = scored[i] as { host: HostState }
-        if (x.host.seed && seedChildren(x.host.peerId) >= this.opts.seedChildrenPerTask) scored.splice(i, 1)
-      }
+    const capSeeds = scored.some(x => !x.host.seed)
+    // The best maxParents by score: a partial selection, not a sort of the whole sample.
+    const chosen: Array<{ host: HostState, score: number }> = []
+    for (const x of scored) {
+      if (capSeeds && x.host.seed && (task.peers.get(x.host.peerId)?.children.size ?? 0) >= this.opts.seedChildrenPerTask) continue
+      if (chosen.length === this.opts.maxParents && x.score <= (chosen[chosen.length - 1] as { score: number }).score) continue
+      let i = chosen.length
+      while (i > 0 && (chosen[i - 1] as { score: number }).score < x.score) i--
+      chosen.splice(i, 0, x)
+      if (chosen.length > this.opts.maxParents) chosen.pop()
     }
-    const chosen = scored.slice(0, this.opts.maxParents)
-    for (const { host } of chosen) {
-      peer.parents.add(host.peerId)
-      host.load++
-    }
+    for (const { host } of chosen) this.link(task, peer, host)
     let backToSource = false
     if (chosen.length === 0) {
       // A live seed keeps everyone off the origin, even a peer that just failed to reach it:
       // that peer retries shortly, and its own stall timer is the last resort.
-      const hasSeed = [...task.peers.values()].some(p => this.hosts.get(p.peerId)?.seed === true)
-      if (!hasSeed && (peer.backToSource || task.backToSource.size < this.opts.maxBackToSource)) {
+      if (task.seeds.size === 0 && (peer.backToSource || task.backToSource.size < this.opts.maxBackToSource)) {
         task.backToSource.add(peerId)
         peer.backToSource = true
         backToSource = true
@@ -379,52 +435,71 @@ export class Scheduler {
     }
   }
 
+  /** Whether a peer of the task may serve this child now. */
+  private eligible (task: TaskState, peer: PeerTaskState, cand: PeerTaskState, exclude: Set<string>, failureCutoff: number): boolean {
+    if (cand === peer) return false
+    if (exclude.has(cand.peerId) || task.blocked.has(cand.peerId) || peer.blocked.has(cand.peerId)) return false
+    if (!cand.complete && cand.rank >= peer.rank) return false
+    const host = cand.host
+    if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) return false
+    // A peer with no piece yet is a candidate only while it is itself downloading: its
+    // pieces will reach the child through HAVE as they land (a pipeline, not a wait).
+    if (!host.seed && cand.pieces.count === 0 && !cand.complete && cand.parents.size === 0 && !cand.backToSource) return false
+    return true
+  }
+
+  /**
+   * Up to sampleSize eligible candidates, seeds always among them. The pool is the peers
+   * that joined before this one (lower ranks) and the complete peers; above twice the
+   * sample it is probed at random rather than scanned, so a decision costs O(sample).
+   */
   private sample (task: TaskState, peer: PeerTaskState, exclude: Set<string>, now: number): PeerTaskState[] {
-    const eligible: PeerTaskState[] = []
     const failureCutoff = now - this.opts.failureWindowMs
-    for (const cand of task.peers.values()) {
-      if (cand.peerId === peer.peerId) continue
-      if (exclude.has(cand.peerId) || task.blocked.has(cand.peerId) || peer.blocked.has(cand.peerId)) continue
-      if (!cand.complete && cand.rank >= peer.rank) continue
-      const host = this.hosts.get(cand.peerId)
-      if (host === undefined) continue
-      if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) continue
-      // A peer with no piece yet is a candidate only while it is itself downloading: its
-      // pieces will reach the child through HAVE as they land (a pipeline, not a wait).
-      if (!host.seed && cand.pieces.count === 0 && !cand.complete && cand.parents.size === 0 && !cand.backToSource) continue
-      eligible.push(cand)
+    const out: PeerTaskState[] = []
+    for (const id of task.seeds) {
+      const cand = task.peers.get(id)
+      if (cand !== undefined && this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
     }
     const k = this.opts.sampleSize
-    if (eligible.length <= k) return eligible
-    // Partial Fisher–Yates: k random candidates, always keeping seeds in view.
-    for (let i = 0; i < k; i++) {
-      const j = i + Math.floor(this.random() * (eligible.length - i))
-      const t = eligible[i] as PeerTaskState
-      eligible[i] = eligible[j] as PeerTaskState
-      eligible[j] = t
+    const lower = peer.seed ? 0 : peer.slot
+    const pool = lower + task.completes.length
+    const at = (r: number): PeerTaskState | undefined => r < lower ? task.order[r] : task.completes[r - lower]
+    if (pool <= 2 * k) {
+      const seen = new Set<PeerTaskState>()
+      for (let r = 0; r < pool; r++) {
+        const cand = at(r)
+        if (cand === undefined || cand.seed || seen.has(cand)) continue
+        seen.add(cand)
+        if (this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
+      }
+      return out
     }
-    const out = eligible.slice(0, k)
-    for (let i = k; i < eligible.length; i++) {
-      const cand = eligible[i] as PeerTaskState
-      if (this.hosts.get(cand.peerId)?.seed === true) out.push(cand)
+    const seen = new Set<PeerTaskState>()
+    const want = out.length + k
+    for (let attempts = 4 * k; attempts > 0 && out.length < want; attempts--) {
+      const cand = at(Math.floor(this.random() * pool))
+      if (cand === undefined || cand.seed || seen.has(cand)) continue
+      seen.add(cand)
+      if (this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
     }
     return out
   }
 
-  private dropParents (peer: PeerTaskState): void {
-    for (const parentId of peer.parents) {
-      const host = this.hosts.get(parentId)
-      if (host !== undefined) host.load = Math.max(0, host.load - 1)
-    }
-    peer.parents.clear()
+  private link (task: TaskState, peer: PeerTaskState, parent: HostState): void {
+    peer.parents.add(parent.peerId)
+    task.peers.get(parent.peerId)?.children.add(peer.peerId)
+    parent.load++
   }
 
-  private countLoad (peerId: string): number {
-    let n = 0
-    for (const task of this.tasks.values()) {
-      for (const p of task.peers.values()) if (p.parents.has(peerId)) n++
-    }
-    return n
+  private unlink (task: TaskState, peer: PeerTaskState, parentId: string): void {
+    peer.parents.delete(parentId)
+    task.peers.get(parentId)?.children.delete(peer.peerId)
+    const host = this.hosts.get(parentId)
+    if (host !== undefined) host.load = Math.max(0, host.load - 1)
+  }
+
+  private dropParents (task: TaskState, peer: PeerTaskState): void {
+    for (const parentId of [...peer.parents]) this.unlink(task, peer, parentId)
   }
 
   private mustTask (digest: string): TaskState {

@@ -147,3 +147,39 @@ test('a seed feeds a few children per task; the rest relay from agents', () => {
   assert.ok(seedChildren() <= 2, `the seed has ${seedChildren()} children`)
   for (let i = 3; i <= 8; i++) assert.ok(s.parents(D, `p${i}`).parents.length > 0, `p${i} got no parent`)
 })
+
+test('with thousands of peers a decision samples, and still honours ranks and complete peers', () => {
+  let r = 0
+  const s = setup(0, { random: () => { r = (r * 9301 + 49297) % 233280; return r / 233280 } })
+  for (let i = 1; i <= 2000; i++) { s.upsertHost({ peerId: `p${i}`, addrs: [] }); s.joinTask(D, `p${i}`) }
+  for (let i = 1; i <= 1500; i++) s.reportPieces(D, `p${i}`, { pieces: [i % 10] })
+  for (const i of [1800, 1900]) s.reportPieces(D, `p${i}`, { complete: true })
+  const rank = (id: string): number => s.tasks.get(D)?.peers.get(id)?.rank ?? -1
+  const choice = s.parents(D, 'p1000')
+  assert.equal(choice.parents.length, 4)
+  for (const p of choice.parents) {
+    const parent = s.tasks.get(D)?.peers.get(p.peerId)
+    assert.ok(parent?.complete === true || rank(p.peerId) < rank('p1000'), `${p.peerId} is neither earlier nor complete`)
+  }
+  // An early peer sees the complete ones among the thousands that joined after it.
+  s.reportPieces(D, 'p2', { pieces: [0, 1, 2, 3, 4, 5, 6, 7, 8] })
+  const early = s.parents(D, 'p2').parents.map(p => p.peerId)
+  assert.ok(early.includes('p1800') && early.includes('p1900'), `p2 got ${early.join(',')}`)
+})
+
+test('a leaving parent gives back its children: load and links stay consistent', () => {
+  const s = setup(6)
+  for (let i = 1; i <= 6; i++) s.joinTask(D, `p${i}`)
+  s.reportPieces(D, 'p1', { complete: true })
+  s.reportPieces(D, 'p2', { pieces: [0] })
+  for (let i = 3; i <= 6; i++) s.parents(D, `p${i}`)
+  const children = (id: string): number => [...(s.tasks.get(D)?.peers.values() ?? [])].filter(p => p.parents.has(id)).length
+  assert.equal(s.hosts.get('p1')?.load, children('p1'))
+  s.leaveTask(D, 'p1')
+  assert.equal(children('p1'), 0)
+  assert.equal(s.hosts.get('p1')?.load, 0)
+  assert.equal(s.hosts.get('p2')?.load, children('p2'))
+  s.reportFailure(D, 'p3', 'p2', 'timeout')
+  assert.equal(s.hosts.get('p2')?.load, children('p2'))
+  assert.ok(!s.tasks.get(D)?.peers.get('p2')?.children.has('p3'))
+})
