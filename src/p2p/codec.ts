@@ -9,8 +9,11 @@
  *
  * The decoder is fed the stream's chunks as they arrive and checks each limit on the
  * 9-byte head, before buffering anything, so a peer cannot make it hold more than one
- * frame. A payload is copied once, straight from the chunks into its own buffer.
+ * frame. A payload is copied once, straight from the chunks into its own buffer; a PIECE
+ * payload is hashed chunk by chunk as it is copied, while the bytes are still in cache,
+ * so verifying a piece costs no second pass over it.
  */
+import { createHash, type Hash } from 'node:crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { ERROR_CODES, JoeyError, isDigest, type ErrorCode } from '../common/index.js'
 import { FRAME_HEAD_BYTES, MAX_ERROR_MESSAGE_CHARS } from './constants.js'
@@ -33,7 +36,8 @@ export type Message =
   | { type: 'META', size: number, pieceSize: number, pieceDigests: Array<string | undefined>, bitfield: Bitfield, maxRequests: number }
   | { type: 'HAVE', index: number, digest: string }
   | { type: 'REQUEST', index: number }
-  | { type: 'PIECE', index: number, payload: Uint8Array }
+  /** `digest` is the sha256 of the payload, computed by the decoder (never sent). */
+  | { type: 'PIECE', index: number, payload: Uint8Array, digest?: string }
   | { type: 'CANCEL', index: number }
   | { type: 'ERROR', code: string, message: string, index?: number }
 
@@ -57,6 +61,14 @@ function head (type: number, header: Uint8Array, payloadBytes: number): Uint8Arr
 }
 
 /**
+ * The head of a PIECE frame carrying `payloadBytes`: a sender may follow it with the
+ * payload in as many chunks as it likes (a rate-limited server paces them).
+ */
+export function encodePieceHead (index: number, payloadBytes: number): Uint8Array {
+  return head(FrameType.PIECE, encoder.encode(JSON.stringify({ index })), payloadBytes)
+}
+
+/**
  * Encodes a message. The payload is not copied: the result is a list of the head and the
  * caller's buffer, which the stream sends as is.
  */
@@ -71,7 +83,7 @@ export function encodeMessage (msg: Message): Uint8Array | Uint8ArrayList {
     case 'HAVE': return head(FrameType.HAVE, encoder.encode(JSON.stringify({ index: msg.index, digest: msg.digest })), 0)
     case 'REQUEST': return head(FrameType.REQUEST, encoder.encode(JSON.stringify({ index: msg.index })), 0)
     case 'CANCEL': return head(FrameType.CANCEL, encoder.encode(JSON.stringify({ index: msg.index })), 0)
-    case 'PIECE': return new Uint8ArrayList(head(FrameType.PIECE, encoder.encode(JSON.stringify({ index: msg.index })), msg.payload.byteLength), msg.payload)
+    case 'PIECE': return new Uint8ArrayList(encodePieceHead(msg.index, msg.payload.byteLength), msg.payload)
     case 'ERROR': {
       const body: Record<string, unknown> = { code: msg.code, message: msg.message.slice(0, MAX_ERROR_MESSAGE_CHARS) }
       if (msg.index !== undefined) body.index = msg.index
@@ -95,7 +107,7 @@ export interface DecoderLimits {
 export class FrameDecoder {
   readonly limits: DecoderLimits
   private readonly pending = new Uint8ArrayList()
-  private frame?: { type: FrameTypeName, header: unknown, payload: Uint8Array, filled: number }
+  private frame?: { type: FrameTypeName, header: unknown, payload: Uint8Array, filled: number, hash?: Hash }
   private failed?: JoeyError
 
   constructor (limits: DecoderLimits) {
@@ -125,12 +137,16 @@ export class FrameDecoder {
       const f = this.frame
       if (f !== undefined) {
         const n = Math.min(f.payload.byteLength - f.filled, data.byteLength - offset)
-        f.payload.set(data.subarray(offset, offset + n), f.filled)
+        const part = data.subarray(offset, offset + n)
+        f.payload.set(part, f.filled)
+        f.hash?.update(part)
         f.filled += n
         offset += n
         if (f.filled === f.payload.byteLength) {
           this.frame = undefined
-          out.push(decodeBody(f.type, f.header, f.payload))
+          const msg = decodeBody(f.type, f.header, f.payload)
+          if (msg.type === 'PIECE' && f.hash !== undefined) msg.digest = 'sha256:' + f.hash.digest('hex')
+          out.push(msg)
         }
         continue
       }
@@ -186,12 +202,14 @@ export class FrameDecoder {
     if (typeof header !== 'object' || header === null || Array.isArray(header)) throw protocolError(`${type} header is not a JSON object`)
     const payloadLength = length - 5 - headerLength
     if (payloadLength === 0) {
-      out.push(decodeBody(type, header, new Uint8Array(0)))
+      const msg = decodeBody(type, header, new Uint8Array(0))
+      if (msg.type === 'PIECE') msg.digest = 'sha256:' + createHash('sha256').digest('hex')
+      out.push(msg)
       return
     }
     // Not zero-filled (every byte is written before the frame is handed out) and not from
     // the shared pool, so the buffer belongs to the piece alone and can be transferred.
-    this.frame = { type, header, payload: Buffer.allocUnsafeSlow(payloadLength), filled: 0 }
+    this.frame = { type, header, payload: Buffer.allocUnsafeSlow(payloadLength), filled: 0, ...(type === 'PIECE' ? { hash: createHash('sha256') } : {}) }
   }
 }
 

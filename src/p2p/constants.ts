@@ -39,5 +39,16 @@ export const STREAM_IDLE_TIMEOUT_MS = 60_000
 export const HELLO_TIMEOUT_MS = 10_000
 /** After a fatal ERROR, the remote gets this long to close its end before the stream is reset. */
 export const CLOSE_GRACE_MS = 1_000
+/**
+ * Bytes a rate-limited server sends per limiter take. Small against a piece, so a piece
+ * crosses the sender's upload limit and the receiver's download limit at the same time
+ * (one piece-time per relay hop, not two); large enough that the limiter is no cost.
+ */
+export const PACE_CHUNK_BYTES = 64 * 1024
+/**
+ * Bytes a paused stream may buffer before libp2p resets it. A receiver pausing for its
+ * download limit can still get the peer's whole yamux window (at most 16 MiB).
+ */
+export const PAUSED_READ_BUFFER_BYTES = 32 * 1024 * 1024
 /** Longest ERROR message kept; longer ones are cut. */
 export const MAX_ERROR_MESSAGE_CHARS = 1024

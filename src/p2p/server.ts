@@ -6,11 +6,11 @@
  * Memory per stream stays at about two pieces: the next piece is read while the previous
  * one drains, and nothing more is read until the transport takes it.
  */
-import { JoeyError, errorMessage, isDigest, toJoeyError, type ErrorCode, type Logger } from '../common/index.js'
-import { encodeMessage, FrameDecoder, type Message } from './codec.js'
+import { JoeyError, errorMessage, isDigest, toJoeyError, type ErrorCode, type Logger, type RateLimiter } from '../common/index.js'
+import { encodeMessage, encodePieceHead, FrameDecoder, type Message } from './codec.js'
 import {
   CLOSE_GRACE_MS, HELLO_TIMEOUT_MS, MAX_CLIENT_FRAME_BYTES, MAX_INFLIGHT_PER_STREAM, MAX_SERVER_STREAMS,
-  MAX_STREAMS_PER_CONNECTION, PIECE_PROTOCOL, STREAM_IDLE_TIMEOUT_MS
+  MAX_STREAMS_PER_CONNECTION, PACE_CHUNK_BYTES, PIECE_PROTOCOL, STREAM_IDLE_TIMEOUT_MS
 } from './constants.js'
 import { Bitfield, pieceCount, pieceLength } from './pieces.js'
 import type { PieceServer, PieceServerComponents, PieceServerInit, Stream } from './types.js'
@@ -67,6 +67,8 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
     const tick = setInterval(onTick, Math.max(10, Math.min(1000, Math.floor(Math.min(idleTimeoutMs, helloTimeoutMs) / 4))))
     tick.unref()
     const handle = { abort: (reason: string) => { end('ERR_UNAVAILABLE', reason) } }
+    /** Aborted when the stream is over: ends limiter waits. */
+    const closed = new AbortController()
     active.add(handle)
 
     function isEnded (): boolean { return state === 'ended' }
@@ -74,6 +76,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
     function cleanup (): void {
       if (state === 'ended') return
       state = 'ended'
+      closed.abort()
       clearInterval(tick)
       active.delete(handle)
       unsubscribe?.()
@@ -208,6 +211,57 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
       return undefined
     }
 
+    /**
+     * Waits for the transport to take what was sent. A peer that stops reading would
+     * hold the stream forever, so the wait is bounded; false when the stream is over.
+     */
+    async function drained (): Promise<boolean> {
+      if (!stream.writableNeedsDrain) return state === 'open'
+      try {
+        await stream.onDrain({ signal: AbortSignal.timeout(idleTimeoutMs) })
+      } catch (err) {
+        if (stream.status === 'open') end('ERR_UNAVAILABLE', `peer took no data for ${idleTimeoutMs} ms`)
+        else log.debug({ err: errorMessage(err) }, 'piece stream ended while sending')
+        cleanup()
+        return false
+      }
+      return state === 'open'
+    }
+
+    function sendBytes (bytes: Uint8Array): boolean {
+      if (state === 'ended') return false
+      lastActivity = Date.now()
+      try {
+        stream.send(bytes)
+        return true
+      } catch (err) {
+        log.debug({ err: errorMessage(err) }, 'piece stream closed under a send')
+        cleanup()
+        stream.abort(err as Error)
+        return false
+      }
+    }
+
+    /**
+     * A PIECE under the upload limit: the head, then the payload in small chunks, each
+     * after the limiter admits it, so the receiver's own limit paces the same bytes at
+     * the same time. Once the head is out the frame is finished whatever happens to the
+     * request: a cut frame would break the stream.
+     */
+    async function sendPaced (limiter: RateLimiter, index: number, data: Uint8Array): Promise<boolean> {
+      if (!sendBytes(encodePieceHead(index, data.byteLength))) return false
+      for (let off = 0; off < data.byteLength; off += PACE_CHUNK_BYTES) {
+        const chunk = data.subarray(off, Math.min(data.byteLength, off + PACE_CHUNK_BYTES))
+        try {
+          await limiter.take(chunk.byteLength, closed.signal)
+        } catch {
+          return false
+        }
+        if (!await drained() || !sendBytes(chunk)) return false
+      }
+      return true
+    }
+
     async function pump (): Promise<void> {
       if (working) return
       working = true
@@ -218,7 +272,6 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
           const bytes = pieceLength(t.size, t.pieceSize, index)
           let data: Uint8Array
           try {
-            await init.uploadLimiter?.take(bytes, ctl.signal)
             data = await source.readPiece(t.digest, index, { signal: ctl.signal })
             if (data.byteLength !== bytes) throw new JoeyError('ERR_INTERNAL', `piece source returned ${data.byteLength} bytes for a ${bytes}-byte piece`)
           } catch (err) {
@@ -229,28 +282,15 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
             send({ type: 'ERROR', code: e.code === 'ERR_NOT_FOUND' ? 'ERR_NOT_FOUND' : 'ERR_UNAVAILABLE', message: `cannot read piece ${index}`, index })
             continue
           }
-          // Wait for the transport to take the previous piece; this one is read already. A
-          // peer that stops reading would hold the stream forever, so the wait is bounded.
-          if (stream.writableNeedsDrain) {
-            try {
-              await stream.onDrain({ signal: AbortSignal.timeout(idleTimeoutMs) })
-            } catch (err) {
-              if (stream.status === 'open') {
-                end('ERR_UNAVAILABLE', `peer took no data for ${idleTimeoutMs} ms`)
-                return
-              }
-              throw err
-            }
-          }
-          if (inflight.get(index) !== ctl || state !== 'open') continue
+          // This piece was read while the transport still had the previous one.
+          if (!await drained()) return
+          if (inflight.get(index) !== ctl) continue
           inflight.delete(index)
-          send({ type: 'PIECE', index, payload: data })
+          const limiter = init.uploadLimiter
+          if (limiter === undefined) send({ type: 'PIECE', index, payload: data })
+          else if (!await sendPaced(limiter, index, data)) return
           init.onServed?.(bytes, peer)
         }
-      } catch (err) {
-        // onDrain rejects when the stream closes under it.
-        log.debug({ err: errorMessage(err) }, 'piece stream ended while sending')
-        cleanup()
       } finally {
         working = false
       }

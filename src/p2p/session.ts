@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { JoeyError, errorMessage, parseDigest, silentLogger, toJoeyError, type AbortOptions, type Logger } from '../common/index.js'
+import { JoeyError, errorMessage, parseDigest, silentLogger, toJoeyError, type AbortOptions, type Logger, type RateLimiter } from '../common/index.js'
 import { encodeMessage, FrameDecoder, localCode, type Message } from './codec.js'
-import { CLOSE_GRACE_MS, HELLO_TIMEOUT_MS, MAX_CONTROL_BYTES, MAX_PIECE_BYTES, PIECE_PROTOCOL } from './constants.js'
+import { CLOSE_GRACE_MS, HELLO_TIMEOUT_MS, MAX_CONTROL_BYTES, MAX_PIECE_BYTES, PAUSED_READ_BUFFER_BYTES, PIECE_PROTOCOL } from './constants.js'
 import { pieceCount, pieceLength } from './pieces.js'
 import type { OpenSessionOptions, P2PHost, PieceMeta, PieceSession, Stream } from './types.js'
 
@@ -45,6 +45,21 @@ function sha256Hex (data: Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex')
 }
 
+/**
+ * Digests of the pieces sessions handed out, keyed by the buffer itself. The buffer is the
+ * session's own (nothing else holds it when it is handed out), so whoever stores the piece
+ * can compare this digest with the one it trusts instead of hashing the bytes again.
+ */
+const receivedDigests = new WeakMap<Uint8Array, string>()
+
+/**
+ * The sha256 of a piece as a session received it, for the exact buffer `request` resolved
+ * with; undefined for any other buffer. Callers must not change the buffer before asking.
+ */
+export function receivedPieceDigest (bytes: Uint8Array): string | undefined {
+  return receivedDigests.get(bytes)
+}
+
 export async function openPieceSession (host: P2PHost, peerAddr: string, taskDigest: string, options: OpenSessionOptions = {}): Promise<PieceSession> {
   parseDigest(taskDigest)
   const maxFrameBytes = options.maxFrameBytes ?? MAX_PIECE_BYTES
@@ -52,7 +67,7 @@ export async function openPieceSession (host: P2PHost, peerAddr: string, taskDig
   const logger = (options.logger ?? silentLogger()).child({ peer: peerIdOf(peerAddr) || peerAddr, task: taskDigest })
   if (options.signal?.aborted === true) throw abortError(options.signal, `opening a piece session to ${peerAddr}`)
   const stream = await host.dialProtocol(peerAddr, PIECE_PROTOCOL, options)
-  const session = new Session(stream, peerIdOf(peerAddr) || peerAddr, taskDigest, maxFrameBytes, logger)
+  const session = new Session(stream, peerIdOf(peerAddr) || peerAddr, taskDigest, maxFrameBytes, logger, options.downloadLimiter)
   const timeout = AbortSignal.timeout(helloTimeoutMs)
   const signal = options.signal !== undefined ? AbortSignal.any([options.signal, timeout]) : timeout
   try {
@@ -83,13 +98,22 @@ class Session implements PieceSession {
   private readonly closeListeners = new Set<(err?: Error) => void>()
   private endError?: JoeyError
   private readonly metaWaiter = Promise.withResolvers<void>()
+  private readonly limiter?: RateLimiter
+  /** Chunks received but not yet admitted by the download limiter, and the admission chain. */
+  private unpaced = 0
+  private paced: Promise<void> = Promise.resolve()
 
-  constructor (stream: Stream, peer: string, taskDigest: string, maxFrameBytes: number, log: Logger) {
+  constructor (stream: Stream, peer: string, taskDigest: string, maxFrameBytes: number, log: Logger, limiter?: RateLimiter) {
     this.stream = stream
     this.peer = peer
     this.taskDigest = taskDigest
     this.maxFrameBytes = maxFrameBytes
     this.log = log
+    if (limiter !== undefined) {
+      this.limiter = limiter
+      // While paced the stream is paused and the peer may still fill its yamux window.
+      stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, PAUSED_READ_BUFFER_BYTES)
+    }
     // PIECE frames are refused until META says how large a piece is.
     this.decoder = new FrameDecoder({ maxHeaderBytes: MAX_CONTROL_BYTES, maxPayloadBytes: { META: MAX_CONTROL_BYTES } })
     this.metaWaiter.promise.catch(() => {})
@@ -240,6 +264,35 @@ class Session implements PieceSession {
       this.fail(this.tag(toJoeyError(err, 'ERR_PROTOCOL')))
       return
     }
+    if (this.limiter === undefined) { this.deliver(msgs); return }
+    this.pace(data.byteLength, msgs)
+  }
+
+  /**
+   * Download limit, chunk by chunk as the bytes arrive, so a piece passes this limit while
+   * it passes the sender's upload limit rather than after it. While the limiter holds
+   * bytes back the stream is paused: yamux stops granting window and the sender waits.
+   * Admissions are chained, so messages keep their order.
+   */
+  private pace (bytes: number, msgs: Message[]): void {
+    const limiter = this.limiter as RateLimiter
+    if (this.unpaced++ === 0) this.setPaused(true)
+    const admitted = limiter.take(bytes)
+    this.paced = Promise.all([this.paced, admitted]).then(() => {
+      if (--this.unpaced === 0) this.setPaused(false)
+      this.deliver(msgs)
+    }, (err: unknown) => { this.terminate(toJoeyError(err, 'ERR_INTERNAL')) })
+  }
+
+  private setPaused (paused: boolean): void {
+    if (this.closed || this.stream.status !== 'open') return
+    try {
+      if (paused) this.stream.pause()
+      else this.stream.resume()
+    } catch {}
+  }
+
+  private deliver (msgs: Message[]): void {
     for (const msg of msgs) {
       if (this.closed) return
       this.onMessage(msg)
@@ -271,7 +324,7 @@ class Session implements PieceSession {
         }
         return
       }
-      case 'PIECE': this.onPiece(meta, msg.index, msg.payload); return
+      case 'PIECE': this.onPiece(meta, msg.index, msg.payload, msg.digest); return
       default: this.protocol(`unexpected ${msg.type} from a server`)
     }
   }
@@ -310,7 +363,7 @@ class Session implements PieceSession {
     this.pump()
   }
 
-  private onPiece (meta: PieceMeta, index: number, payload: Uint8Array): void {
+  private onPiece (meta: PieceMeta, index: number, payload: Uint8Array, digest: string | undefined): void {
     const p = this.pending.get(index)
     if (p === undefined) {
       if (!this.cancelled.delete(index)) this.protocol(`PIECE ${index} was not requested`, { index })
@@ -321,13 +374,14 @@ class Session implements PieceSession {
     this.pump()
     const expected = meta.pieceDigests[index] as string
     const expectedSize = index < meta.pieceCount ? pieceLength(meta.size, meta.pieceSize, index) : -1
-    const actual = payload.byteLength === expectedSize ? sha256Hex(payload) : undefined
+    const actual = payload.byteLength === expectedSize ? digest ?? sha256Hex(payload) : undefined
     if (actual !== expected) {
       p.reject(new JoeyError('ERR_DIGEST_MISMATCH', `peer ${this.peer} sent piece ${index} of ${this.taskDigest} that does not match its digest`, {
         detail: { peer: this.peer, index, expected, ...(actual !== undefined ? { actual } : { expectedSize, actualSize: payload.byteLength }) }
       }))
       return
     }
+    receivedDigests.set(payload, actual)
     p.resolve(payload)
   }
 }

@@ -78,7 +78,7 @@ export interface PieceServerInit {
   idleTimeoutMs?: number
   /** How long a client has to send HELLO. */
   helloTimeoutMs?: number
-  /** Throttles uploads; shared by every stream of this server. */
+  /** Throttles uploads; shared by every stream of this server. Pieces are paced in small chunks. */
   uploadLimiter?: RateLimiter
   /** Called after each piece is handed to the transport. */
   onServed?: (bytes: number, peer: string) => void
@@ -113,6 +113,12 @@ export interface OpenSessionOptions extends AbortOptions {
   /** How long to wait for META after HELLO. */
   helloTimeoutMs?: number
   logger?: Logger
+  /**
+   * Throttles what this session receives (bytes/s), chunk by chunk as the bytes arrive: a
+   * piece is handed out once its last byte is admitted. Share one limiter across sessions
+   * for a node-wide download limit.
+   */
+  downloadLimiter?: RateLimiter
 }
 
 /** One stream to one peer for one task: announcements in, verified pieces out. */

@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import { JoeyError, digestHex, isDigest, sha256, type Logger } from '../common/index.js'
 import { Bitfield } from '../common/index.js'
+import { receivedPieceDigest } from '../p2p/index.js'
 
 export const STATE_FLUSH_MS = 100
 
@@ -121,7 +122,9 @@ export class PartialBlob extends EventEmitter {
     if (data.byteLength !== length) {
       throw new JoeyError('ERR_SIZE_MISMATCH', `piece ${index} of ${this.digest} has ${data.byteLength} bytes, expected ${length}`, { detail: { index, expected: length, actual: data.byteLength } })
     }
-    const actual = sha256(data)
+    // A piece session hashed these bytes as they arrived; the hash is checked here against
+    // the digest this node trusts (the peer's own claim was all the session could check).
+    const actual = receivedPieceDigest(data) ?? sha256(data)
     const expected = this.pieceDigests[index]
     if (expected === undefined && options.trust !== 'self') {
       throw new JoeyError('ERR_FAILED_PRECONDITION', `no trusted digest for piece ${index} of ${this.digest}`)

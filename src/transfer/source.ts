@@ -3,7 +3,9 @@
  * the pieces they hold (verified); whole blobs in the content store serve every piece,
  * with the digests recorded in the piece index when the blob was assembled.
  */
-import { Bitfield, JoeyError } from '../common/index.js'
+import { open } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Bitfield, JoeyError, digestHex } from '../common/index.js'
 import type { ContentStore } from '../content/index.js'
 import type { PartialStore } from './partial.js'
 import type { PieceIndex } from './piece-index.js'
@@ -39,23 +41,43 @@ export function partialPieceSource (partials: PartialStore, whole?: { index: Pie
       p.on('piece', listener)
       return () => { p.off('piece', listener) }
     },
-    async readPiece (digest, index, options) {
+    async readPiece (digest, index) {
       const p = partials.get(digest)
       if (p !== undefined && p.have.has(index)) return await p.readPiece(index)
       const e = whole?.index.get(digest)
       if (e === undefined || whole === undefined) throw new JoeyError('ERR_NOT_FOUND', `piece ${index} of ${digest} is not held here`)
       const start = index * e.pieceSize
       if (index < 0 || start >= e.size) throw new JoeyError('ERR_INVALID_ARGUMENT', `piece ${index} out of range for ${digest}`)
-      const end = Math.min(e.size, start + e.pieceSize) - 1
-      const buf = Buffer.allocUnsafe(end - start + 1)
-      let pos = 0
-      const stream = await whole.contentStore.read(digest, { start, end, ...(options?.signal !== undefined ? { signal: options.signal } : {}) })
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        chunk.copy(buf, pos)
-        pos += chunk.length
-      }
-      if (pos !== buf.length) throw new JoeyError('ERR_TRUNCATED', `short read of piece ${index} of ${digest}`)
-      return buf
+      const length = Math.min(e.size, start + e.pieceSize) - start
+      return await readWhole(whole.contentStore, digest, start, length, index)
     }
+  }
+}
+
+/**
+ * One positioned read of a committed blob straight into the piece's buffer. The content
+ * store's stream would hand the piece over in 64 KiB chunks, each a new buffer copied into
+ * this one; committed blobs are read-only files at blobs/sha256/<hex> (the store's layout).
+ */
+async function readWhole (contentStore: ContentStore, digest: string, start: number, length: number, index: number): Promise<Uint8Array> {
+  let fh
+  try {
+    fh = await open(join(contentStore.root, 'blobs', 'sha256', digestHex(digest)), 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new JoeyError('ERR_NOT_FOUND', `blob ${digest} is not in the content store`)
+    throw err
+  }
+  try {
+    const buf = Buffer.allocUnsafeSlow(length)
+    let pos = 0
+    while (pos < length) {
+      const { bytesRead } = await fh.read(buf, pos, length - pos, start + pos)
+      if (bytesRead === 0) break
+      pos += bytesRead
+    }
+    if (pos !== length) throw new JoeyError('ERR_TRUNCATED', `short read of piece ${index} of ${digest}`)
+    return buf
+  } finally {
+    await fh.close()
   }
 }

@@ -3,9 +3,10 @@ import assert from 'node:assert/strict'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { createRateLimiter, type JoeyError } from '../../src/common/index.js'
 import {
-  Bitfield, FrameDecoder, encodeMessage, encodeSwarmKey, generateSwarmKey, parseSwarmKey,
+  Bitfield, FrameDecoder, encodeMessage, encodePieceHead, encodeSwarmKey, generateSwarmKey, parseSwarmKey,
   pieceCount, pieceLength, pieceRange, pieceSizeFor, peerIdOf, type Message
 } from '../../src/p2p/index.js'
+import { sha256 } from './helpers.js'
 
 const MiB = 1024 * 1024
 const code = (c: string) => (err: JoeyError) => err.code === c
@@ -145,7 +146,8 @@ describe('frame codec', () => {
     { type: 'META', size: 9, pieceSize: 4, pieceDigests: [undefined, digest, undefined], bitfield: bits, maxRequests: 8 },
     { type: 'HAVE', index: 2, digest },
     { type: 'REQUEST', index: 1 },
-    { type: 'PIECE', index: 1, payload: new Uint8Array([1, 2, 3, 4]) },
+    // The decoder adds the payload's sha256, hashed as the bytes arrive; it is never sent.
+    { type: 'PIECE', index: 1, payload: new Uint8Array([1, 2, 3, 4]), digest: sha256(new Uint8Array([1, 2, 3, 4])) },
     { type: 'CANCEL', index: 1 },
     { type: 'ERROR', code: 'ERR_NOT_FOUND', message: 'nope', index: 2 },
     { type: 'ERROR', code: 'ERR_PROTOCOL', message: 'bad' }
@@ -164,6 +166,15 @@ describe('frame codec', () => {
     for (const b of wire) got.push(...d.push(new Uint8Array([b])))
     assert.deepEqual(got.map(normalize), samples.map(normalize))
     assert.equal(d.buffered, 0)
+  })
+
+  test('a PIECE head followed by its payload in chunks decodes as one PIECE', () => {
+    const payload = new Uint8Array([9, 8, 7, 6])
+    const d = new FrameDecoder(limits())
+    assert.deepEqual(d.push(encodePieceHead(3, 4)), [])
+    assert.deepEqual(d.push(payload.subarray(0, 3)), [])
+    const [m] = d.push(payload.subarray(3))
+    assert.deepEqual(m !== undefined ? normalize(m) : undefined, { type: 'PIECE', index: 3, payload: [9, 8, 7, 6], digest: sha256(payload) })
   })
 
   test('a PIECE payload is not copied on encode', () => {
