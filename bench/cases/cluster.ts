@@ -1,187 +1,173 @@
 /**
- * Cluster pull: N joeyd processes with a per-node link cap B all pull one image of size S
- * at once, (a) through a joey-supernode (P2P) and (b) each straight from the registry.
- * The ideal P2P pull sends S from the origin once and finishes every node in S ÷ B, like
- * a node alone on its link; the direct pull costs N × S of origin egress.
+ * Cluster pull: N joeyd agents, each on a link of B bytes/s, all pull one image of size S at
+ * once, three ways side by side: Joey P2P (a joey-supernode seeds and schedules), every node
+ * straight from the origin registry, and every node through a pull-through cache
+ * (docker-registry in proxy mode, the usual alternative). The ideal is to send S from the
+ * origin once and finish every node in S ÷ B, like a node alone on its link.
  *
- * Set JOEY_BENCH_TRACE=1 to print a per-agent timeline of the P2P pull (pieces per
- * second and their parents). JOEY_BENCH_CLUSTER_AGENTS, _LIMIT_MIB (B in MiB/s) and
- * _LAYER_MIB (each of the 2 layers) override the shape, for exploration.
+ * Network: where the machine allows (root, iproute2), every host runs in its own network
+ * namespace on a veth link to a bridge, shaped by tc htb on both ends, so the kernel bounds
+ * each link (mode "netns"). Elsewhere the agents' own rate limiters do (mode "limiter").
+ *
+ * Environment, for exploration (the documented results use the defaults):
+ * JOEY_BENCH_CLUSTER_MODE=netns|limiter, _NS=2,4,8 (the sweep's N), _METHODS=p2p,direct,cache,
+ * _AGG_MIB (N × B budget, MiB/s), _MAX_MIB (B cap), _LARGE=0 (skip the large image);
+ * JOEY_BENCH_TRACE=1 prints a per-agent timeline of each P2P run.
  */
-import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { pieceCountFor, pieceSizeFor } from '../../src/common/index.js'
 import { largeImage } from '../../test/fixtures/images.js'
-import { startRegistry, type TestRegistry } from '../../test/fixtures/registry.js'
-import { startProxy, type CountingProxy } from '../../test/fixtures/proxy.js'
-import { startAgent, startSupernode, supernodeMetrics, type AgentProc, type Proc, type SupernodeProc } from '../../test/cluster/harness.js'
+import { startRegistry } from '../../test/fixtures/registry.js'
+import { startAgent, startSupernode, parseMetrics, type AgentProc, type Placement, type Proc, type SupernodeProc } from '../../test/cluster/harness.js'
 import { MiB, median, peakRssBytes, type BenchOptions, type CaseResult, type Metric } from '../lib.js'
+import { createTopology, leftoverNamespaces, netnsAvailable, WIRE_PER_PAYLOAD, type HostSpec, type LinkBytes, type Topology } from '../netns.js'
+import { getText, sampleCpu, startRegistryHost, type CpuSample, type RegistryHost } from '../cluster-hosts.js'
+import { peerIdOf, printTimeline, traceAgent, treeStats, watchLines, type AgentTrace } from '../cluster-trace.js'
+import { lineChart } from '../chart.js'
 
-/** Clock ticks per second of /proc/<pid>/stat on Linux (USER_HZ, fixed at 100 on x86 and arm). */
-const CLK_TCK = 100
 const TARGET_EGRESS = 1.02
 const TARGET_P50 = 1.10
 const TARGET_MAX = 1.30
+/** Origin and cache links: fast enough never to be the bound (they serve N × B at most). */
+const FAST_LINK = 1024 * MiB
+const CHART = 'bench/results/cluster.svg'
+const REPO = 'bench/cluster'
 
-interface Params { agents: number, layerBytes: number, layers: number, limit: number, size: number }
+type Method = 'p2p' | 'direct' | 'cache'
+type Mode = 'netns' | 'limiter'
+const METHOD_NAME: Record<Method, string> = { p2p: 'Joey P2P', direct: 'direct', cache: 'pull-through cache' }
 
-function params (quick: boolean): Omit<Params, 'size'> {
-  // Measured here: a joeyd spends ~20–25 ms of CPU per MiB pulled straight from a registry
-  // and ~40–55 ms per MiB in the swarm (it also serves what it gets), so two cores carry
-  // only some 40–60 MiB/s of swarm traffic. N × B is kept near that, or the run measures
-  // the CPU (B = 8 MiB/s at N = 16 saturated both cores).
-  const p = quick
-    ? { agents: 6, layerBytes: 24 * MiB, layers: 2, limit: 8 * MiB }
-    : { agents: 16, layerBytes: 64 * MiB, layers: 2, limit: 4 * MiB }
-  // For exploring other shapes; the documented results use the defaults above.
-  const env = (name: string): number | undefined => {
+interface ImageSpec { label: string, layers: number, layerBytes: number }
+interface Plan {
+  /** The sweep image (charted) first, then others at a few N. */
+  images: Array<{ spec: ImageSpec, ns: number[] }>
+  methods: Method[]
+  /** N × B budget, bytes/s: what two cores carry at ≤ 70 % (see params). */
+  aggregate: number
+  maxB: number
+}
+
+function params (quick: boolean): Plan {
+  // Measured here: a joeyd spends ~20–25 ms of CPU per MiB pulled from a registry and
+  // ~40–55 ms per MiB in the swarm (it also serves what it gets). Two cores at 70 % carry
+  // some 25–35 MiB/s of swarm traffic, so N × B stays at 24 MiB/s and B shrinks as N grows.
+  const env = (name: string): string | undefined => {
     const v = process.env[`JOEY_BENCH_CLUSTER_${name}`]
-    return v !== undefined && v !== '' && Number(v) > 0 ? Number(v) : undefined
+    return v !== undefined && v !== '' ? v : undefined
   }
+  const list = (v: string | undefined): number[] | undefined => v?.split(',').map(Number).filter(n => Number.isInteger(n) && n > 0)
+  const sweep: ImageSpec = quick
+    ? { label: '24 MiB, 2 layers', layers: 2, layerBytes: 12 * MiB }
+    : { label: '64 MiB, 4 layers', layers: 4, layerBytes: 16 * MiB }
+  const large: ImageSpec = { label: '192 MiB, 1 layer', layers: 1, layerBytes: 192 * MiB }
+  const images: Plan['images'] = [{ spec: sweep, ns: list(env('NS')) ?? (quick ? [2, 4] : [2, 4, 8, 16]) }]
+  if (!quick && env('LARGE') !== '0') images.push({ spec: large, ns: [4] })
+  const methods = (env('METHODS')?.split(',') ?? ['p2p', 'direct', 'cache']).filter((m): m is Method => m in METHOD_NAME)
   return {
-    agents: env('AGENTS') ?? p.agents,
-    layerBytes: (env('LAYER_MIB') ?? p.layerBytes / MiB) * MiB,
-    layers: p.layers,
-    limit: Math.round((env('LIMIT_MIB') ?? p.limit / MiB) * MiB)
+    images,
+    methods,
+    aggregate: Number(env('AGG_MIB') ?? 24) * MiB,
+    maxB: Number(env('MAX_MIB') ?? 8) * MiB
   }
 }
 
-interface PieceEvent { t: number, digest: string, index: number, parent: string, seed: boolean }
+/** B for N agents: the budget split evenly, capped, rounded down to 1/4 MiB/s. */
+function linkRate (plan: Plan, n: number): number {
+  return Math.max(MiB / 4, Math.floor(Math.min(plan.maxB, plan.aggregate / n) / (MiB / 4)) * (MiB / 4))
+}
 
-interface CpuSample { byPid: Map<number, number>, selfMicros: number, machineBusy: number }
-
-interface PhaseResult {
-  label: string
-  originBytes: number
-  /** Per-agent pull durations from the common start, ms, in agent order. */
-  durations: number[]
+export interface RunRow {
+  mode: Mode
+  method: Method
+  n: number
+  image: string
+  sizeBytes: number
+  /** B, MiB/s of payload per agent link. */
+  bMiB: number
+  /** S ÷ B, s. */
+  idealS: number
+  /** Blob bytes the origin registry sent ÷ S. */
+  egress: number
+  /** Bytes on the origin's link (tc, whole frames) ÷ S; netns mode only. */
+  egressWire?: number
+  p50: number
+  max: number
+  p50S: number
+  maxS: number
+  durationsS: number[]
+  /** Cores busy with our processes during the pulls (of the machine's). */
+  cpuCores: number
+  cpuS: { agents: number, supernode: number, registries: number, bench: number }
+  /** Cores other processes on the machine kept busy meanwhile. */
+  otherCores: number
+  rssMiB: { agentsMedian: number, agentsMax: number, supernode?: number, origin: number, cache?: number }
+  /** Per agent: frames its link delivered ÷ (S × frame overhead); ≈ 1 when nothing is fetched twice. */
+  agentDownWire?: { median: number, max: number }
+  seedUpload?: number
+  /** Agents that went to the origin for the rest of a blob (P2P). */
+  fellBack?: number
   failures: string[]
-  pullWallMs: number
-  phaseWallMs: number
-  cpu: { agents: number, supernode: number, registry: number, bench: number, machine: number }
-  rss: number[]
-  supernodeRss?: number
-  seedBytesServed?: number
-  traces?: Map<string, AgentTrace>
-  peerIds?: Map<string, string>
-  /** When the seed held each whole blob. */
-  seedDone?: number[]
-  start: number
+  notes: string[]
+  /** Wall time of the run's parts, s: starting the processes, the pulls, stopping them. */
+  phaseS: { setup: number, pull: number, stop: number }
 }
 
-/** utime + stime in seconds, or undefined once the process is gone. */
-async function cpuSeconds (pid: number): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-    // comm may hold spaces and parentheses: fields are counted after the last ')'.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK
-  } catch {
-    return undefined
-  }
+interface Point {
+  mode: Mode
+  dir: string
+  n: number
+  b: number
+  spec: ImageSpec
+  size: number
+  pieceCount: number
+  storage: string
+  topo?: Topology
 }
 
-/** CPU seconds all cores spent busy since boot (/proc/stat), to see what else ran meanwhile. */
-async function machineBusySeconds (): Promise<number> {
-  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? ''
-  // user nice system idle iowait irq softirq steal (guest time is already in user).
-  const f = line.trim().split(/\s+/).slice(1, 9).map(Number)
-  const idle = (f[3] ?? 0) + (f[4] ?? 0)
-  return (f.reduce((a, b) => a + b, 0) - idle) / CLK_TCK
+function place (pt: Point, host: string): Placement {
+  if (pt.topo === undefined) return {}
+  const h = pt.topo.host(host)
+  return { wrap: h.wrap, host: h.addr }
 }
 
-/** Direct children of this process (agents, the supernode, docker-registry). */
-async function childPids (): Promise<number[]> {
-  const out: number[] = []
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = await readFile(`/proc/${name}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid === process.pid) out.push(Number(name))
-    } catch {}
-  }
-  return out
-}
+function agentName (i: number): string { return `a${String(i).padStart(2, '0')}` }
 
-async function sampleCpu (): Promise<CpuSample> {
-  const byPid = new Map<number, number>()
-  for (const pid of await childPids()) {
-    const s = await cpuSeconds(pid)
-    if (s !== undefined) byPid.set(pid, s)
-  }
-  const u = process.cpuUsage()
-  return { byPid, selfMicros: u.user + u.system, machineBusy: await machineBusySeconds() }
-}
+async function rss (pid: number): Promise<number> { return await peakRssBytes(pid).catch(() => 0) / MiB }
 
-interface AgentTrace {
-  pieces: PieceEvent[]
-  /** When the transfer manager took a parent (any task). */
-  parentAt: number[]
-  /** When a task gave up on its parents and went to the origin, and why. */
-  origin: Array<{ t: number, why: string }>
-}
-
-/** Calls `cb` with each JSON log line a process writes to stderr from now on. */
-function watchLines (proc: Proc, cb: (line: string) => void): void {
-  let buf = ''
-  proc.proc.stderr?.on('data', (s: string | Buffer) => {
-    buf += s.toString()
-    let nl
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl)
-      buf = buf.slice(nl + 1)
-      cb(line)
-    }
-  })
-}
-
-/** Collects an agent's transfer debug lines: pieces and their parents, parents, origin fallbacks. */
-function traceAgent (agent: AgentProc): AgentTrace {
-  const trace: AgentTrace = { pieces: [], parentAt: [], origin: [] }
-  watchLines(agent, (line) => {
-    try {
-      if (line.includes('"piece received"')) {
-        const o = JSON.parse(line) as { time: number, digest: string, index: number, parent: string, seed: boolean }
-        trace.pieces.push({ t: o.time, digest: o.digest, index: o.index, parent: o.parent, seed: o.seed })
-      } else if (line.includes('"adding parent"')) {
-        trace.parentAt.push((JSON.parse(line) as { time: number }).time)
-      } else if (line.includes('the rest of the blob from the origin')) {
-        const o = JSON.parse(line) as { time: number, why: string }
-        trace.origin.push({ t: o.time, why: o.why })
-      }
-    } catch {}
-  })
-  return trace
-}
-
-function peerIdOf (agent: AgentProc): string | undefined {
-  for (const line of agent.logs().split('\n')) {
-    if (!line.includes('p2p host started')) continue
-    try { return (JSON.parse(line) as { peerId: string }).peerId } catch {}
-  }
-  return undefined
-}
-
-async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: Params, proxy: CountingProxy): Promise<PhaseResult> {
-  const phaseStart = performance.now()
+async function runMethod (pt: Point, method: Method): Promise<RunRow> {
   const procs: Proc[] = []
+  const track = <T extends Proc>(p: T): T => { procs.push(p); pt.topo?.track(p.pid); return p }
+  const sub = join(pt.dir, `n${pt.n}-${method}`)
+  const limited = pt.mode === 'limiter'
+  const tSetup = performance.now()
   try {
-    const limit = String(p.limit)
-    let sn: SupernodeProc | undefined
-    if (label === 'p2p') {
-      // The seed is one node: its uplink gets the same cap as an agent's.
-      sn = await startSupernode(join(dir, `${label}-supernode`), ['--upload-limit', limit])
-      procs.push(sn)
+    const originAt = place(pt, 'origin')
+    const origin = track(await startRegistryHost({ dir: join(sub, 'origin'), storage: pt.storage, addr: originAt.host ?? '127.0.0.1', wrap: originAt.wrap ?? [] }))
+    let cache: RegistryHost | undefined
+    if (method === 'cache') {
+      const at = place(pt, 'cache')
+      cache = track(await startRegistryHost({ dir: join(sub, 'cache'), storage: join(sub, 'cache', 'data'), addr: at.host ?? '127.0.0.1', wrap: at.wrap ?? [], remote: `http://${origin.host}` }))
     }
-    const extra = sn !== undefined ? ['--supernode', sn.url, '--log-level', 'debug'] : ['--log-level', 'info']
+    const insecure = ['--insecure-registry', origin.host, ...(cache !== undefined ? ['--insecure-registry', cache.host] : [])]
+    let sn: SupernodeProc | undefined
+    if (method === 'p2p') {
+      // In limiter mode the seed is one node with an agent's upload cap; in netns mode its
+      // host has a link of B up (and a fast one down, beside the origin).
+      sn = track(await startSupernode(join(sub, 'supernode'), [...insecure, ...(limited ? ['--upload-limit', String(pt.b)] : [])], place(pt, 'sn')))
+    }
+    const agentArgs = [
+      ...insecure,
+      ...(limited ? ['--download-limit', String(pt.b), '--upload-limit', String(pt.b)] : []),
+      ...(sn !== undefined ? ['--supernode', sn.url, '--log-level', 'debug'] : ['--log-level', 'info'])
+    ]
     const agents: AgentProc[] = []
     // allSettled: an agent that fails to start must not leave the others starting unseen.
-    const started = await Promise.allSettled(Array.from({ length: p.agents }, async (_, i) => {
-      const a = await startAgent(join(dir, label), `agent${String(i).padStart(2, '0')}`, ['--download-limit', limit, '--upload-limit', limit, ...extra])
-      procs.push(a)
-      agents[i] = a
+    const started = await Promise.allSettled(Array.from({ length: pt.n }, async (_, i) => {
+      agents[i] = track(await startAgent(join(sub, 'agents'), agentName(i), agentArgs, place(pt, agentName(i))))
     }))
     const refused = started.find(s => s.status === 'rejected')
     if (refused !== undefined) throw refused.reason
@@ -199,241 +185,277 @@ async function runPhase (label: 'p2p' | 'direct', dir: string, ref: string, p: P
         if (id !== undefined) peerIds.set(id, a.name)
       }
     }
-
-    proxy.reset()
+    const ref = `${(cache ?? origin).host}/${REPO}`
+    const setupS = (performance.now() - tSetup) / 1000
+    const links0 = await pt.topo?.counters()
+    const egress0 = await origin.blobBytes()
     const cpu0 = await sampleCpu()
     const start = Date.now()
     const t0 = performance.now()
-    const durations: number[] = new Array<number>(agents.length).fill(NaN)
+    const durations = new Array<number>(pt.n).fill(NaN)
     const failures: string[] = []
-    // A hung pull must not hang the bench: past the deadline it counts as failed, and
-    // stopping the processes below ends the request.
-    const deadlineMs = 10 * p.size / p.limit * 1000 + 60_000
+    const ideal = pt.size / pt.b
+    // A hung pull must not hang the bench: past the deadline it counts as failed.
+    const deadlineMs = (4 * ideal + 60) * 1000
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${(deadlineMs / 1000).toFixed(0)} s`)), deadlineMs) })
     deadline.catch(() => {})
     await Promise.all(agents.map(async (a, i) => {
       try {
         await Promise.race([a.pull(ref, 'v1'), deadline])
-        durations[i] = performance.now() - t0
+        durations[i] = (performance.now() - t0) / 1000
       } catch (err) {
         failures.push(`${a.name}: ${(err as Error).message.slice(0, 300)}`)
       }
     }))
     clearTimeout(timer)
-    const pullWallMs = performance.now() - t0
+    const wall = (performance.now() - t0) / 1000
     const cpu1 = await sampleCpu()
-    const originBytes = proxy.stats.blobBytes
-
-    const delta = (pid: number): number => (cpu1.byPid.get(pid) ?? 0) - (cpu0.byPid.get(pid) ?? 0)
-    const agentPids = new Set(agents.map(a => a.pid))
-    let agentsCpu = 0
-    let registryCpu = 0
-    for (const pid of cpu1.byPid.keys()) {
-      if (agentPids.has(pid)) agentsCpu += delta(pid)
-      else if (pid !== sn?.pid) registryCpu += delta(pid)
-    }
-    const rss: number[] = []
-    for (const a of agents) rss.push(await peakRssBytes(a.pid).catch(() => 0))
-    const result: PhaseResult = {
-      label,
-      originBytes,
-      durations,
-      failures,
-      pullWallMs,
-      phaseWallMs: 0,
-      cpu: {
-        agents: agentsCpu,
-        supernode: sn !== undefined ? delta(sn.pid) : 0,
-        registry: registryCpu,
-        bench: (cpu1.selfMicros - cpu0.selfMicros) / 1e6,
-        machine: cpu1.machineBusy - cpu0.machineBusy
-      },
-      rss,
-      start
-    }
+    const egress = await origin.blobBytes() - egress0
+    const links1 = await pt.topo?.counters()
+    const row = await summarize(pt, method, { durations, failures, wall, cpu0, cpu1, egress, agents, sn, origin, cache, links0, links1 })
     if (sn !== undefined) {
-      result.supernodeRss = await peakRssBytes(sn.pid).catch(() => 0)
-      result.seedBytesServed = (await supernodeMetrics(sn.url).catch(() => ({} as Record<string, number>))).joey_supernode_seed_bytes_served_total ?? 0
-      result.traces = traces
-      result.peerIds = peerIds
-      result.seedDone = seedDone
+      const text = await getText(place(pt, 'sn').wrap ?? [], `${sn.url}/metrics`)
+      row.seedUpload = (parseMetrics(text ?? '').joey_supernode_seed_bytes_served_total ?? NaN) / pt.size
+      const traced = { label: method, start, traces, peerIds, seedDone }
+      const tree = treeStats(traced)
+      if (tree !== undefined) {
+        row.fellBack = tree.fellBack.length
+        row.notes.push(`relay tree: hops from the seed mean ${tree.depthMean.toFixed(2)}, max ${tree.depthMax}; ${tree.seedPieces} piece copies from the seed for ${pt.pieceCount} pieces; relay delay median ${(tree.hopMedianMs / 1000).toFixed(2)} s; first piece p50 ${(median(tree.firstPieceMs) / 1000).toFixed(2)} s, max ${(Math.max(...tree.firstPieceMs) / 1000).toFixed(2)} s`)
+        if (tree.fellBack.length > 0) {
+          const whys = [...new Set(tree.fellBack.map(f => f.why))].join('; ')
+          row.notes.push(`${tree.fellBack.length} of ${pt.n} agents went to the origin for the rest of a blob (first at ${(Math.min(...tree.fellBack.map(f => f.t)) / 1000).toFixed(1)} s: ${whys})`)
+        }
+      }
+      if (process.env.JOEY_BENCH_TRACE !== undefined) printTimeline(traced, agents.map(a => a.name), pt.pieceCount)
     }
+    const tStop = performance.now()
     await Promise.all(procs.map(async x => { await x.stop() }))
-    result.phaseWallMs = performance.now() - phaseStart
-    return result
+    row.phaseS = { setup: setupS, pull: wall, stop: (performance.now() - tStop) / 1000 }
+    return row
   } finally {
-    // Reached on failure too: nothing this phase started may outlive it.
+    // Reached on failure too: nothing this run started may outlive it.
     await Promise.all(procs.map(async x => { await x.kill() }))
+    await rm(sub, { recursive: true, force: true })
   }
 }
 
-interface TreeStats {
-  depthMean: number
-  depthMax: number
-  hopMedianMs: number
-  seedPieces: number
-  firstPieceMs: number[]
-  /** Agents that went to the origin for the rest of a blob, with the first time and reason. */
-  fellBack: Array<{ name: string, t: number, why: string }>
+interface Measured {
+  durations: number[]
+  failures: string[]
+  wall: number
+  cpu0: CpuSample
+  cpu1: CpuSample
+  egress: number
+  agents: AgentProc[]
+  sn?: SupernodeProc
+  origin: RegistryHost
+  cache?: RegistryHost
+  links0?: Map<string, LinkBytes>
+  links1?: Map<string, LinkBytes>
 }
 
-/** Relay-tree shape of the P2P phase from the agents' piece logs. */
-function treeStats (r: PhaseResult): TreeStats | undefined {
-  if (r.traces === undefined || r.peerIds === undefined) return undefined
-  const pieces = new Map([...r.traces].map(([name, t]) => [name, t.pieces]))
-  const got = new Map<string, number>()
-  const key = (who: string, e: { digest: string, index: number }): string => `${who}|${e.digest}|${e.index}`
-  for (const [name, list] of pieces) for (const e of list) got.set(key(name, e), e.t)
-  const depthMemo = new Map<string, number>()
-  const byKey = new Map<string, PieceEvent>()
-  for (const [name, list] of pieces) for (const e of list) byKey.set(key(name, e), e)
-  const depth = (who: string, e: { digest: string, index: number }, guard = 0): number => {
-    const k = key(who, e)
-    const known = depthMemo.get(k)
-    if (known !== undefined) return known
-    const ev = byKey.get(k)
-    if (ev === undefined || guard > 64) return NaN
-    const parent = r.peerIds?.get(ev.parent)
-    const d = ev.seed || parent === 'seed' ? 1 : parent === undefined ? NaN : 1 + depth(parent, e, guard + 1)
-    depthMemo.set(k, d)
-    return d
+async function summarize (pt: Point, method: Method, m: Measured): Promise<RunRow> {
+  const ideal = pt.size / pt.b
+  const ok = m.durations.filter(Number.isFinite)
+  const p50S = ok.length > 0 ? median(ok) : NaN
+  const maxS = ok.length === m.durations.length ? Math.max(...ok) : NaN
+  const delta = (pid: number): number => (m.cpu1.byPid.get(pid) ?? 0) - (m.cpu0.byPid.get(pid) ?? 0)
+  const cpuS = {
+    agents: m.agents.reduce((s, a) => s + delta(a.pid), 0),
+    supernode: m.sn !== undefined ? delta(m.sn.pid) : 0,
+    registries: delta(m.origin.pid) + (m.cache !== undefined ? delta(m.cache.pid) : 0),
+    bench: (m.cpu1.selfMicros - m.cpu0.selfMicros) / 1e6
   }
-  const depths: number[] = []
-  const hops: number[] = []
-  let seedPieces = 0
-  const firstPieceMs: number[] = []
-  for (const [name, list] of pieces) {
-    if (list.length > 0) firstPieceMs.push(Math.min(...list.map(e => e.t)) - r.start)
-    for (const e of list) {
-      const d = depth(name, e)
-      if (Number.isFinite(d)) depths.push(d)
-      if (e.seed) { seedPieces++; continue }
-      const parent = r.peerIds.get(e.parent)
-      const pt = parent !== undefined ? got.get(key(parent, e)) : undefined
-      if (pt !== undefined) hops.push(e.t - pt)
-    }
+  const ours = cpuS.agents + cpuS.supernode + cpuS.registries + cpuS.bench
+  const agentRss = await Promise.all(m.agents.map(async a => await rss(a.pid)))
+  const row: RunRow = {
+    mode: pt.mode,
+    method,
+    n: pt.n,
+    image: pt.spec.label,
+    sizeBytes: pt.size,
+    bMiB: pt.b / MiB,
+    idealS: ideal,
+    egress: m.egress / pt.size,
+    p50: p50S / ideal,
+    max: maxS / ideal,
+    p50S,
+    maxS,
+    durationsS: m.durations.map(d => Math.round(d * 100) / 100),
+    cpuCores: ours / m.wall,
+    cpuS,
+    otherCores: Math.max(0, (m.cpu1.machineBusy - m.cpu0.machineBusy) - ours) / m.wall,
+    rssMiB: {
+      agentsMedian: median(agentRss),
+      agentsMax: Math.max(...agentRss),
+      ...(m.sn !== undefined ? { supernode: await rss(m.sn.pid) } : {}),
+      origin: await rss(m.origin.pid),
+      ...(m.cache !== undefined ? { cache: await rss(m.cache.pid) } : {})
+    },
+    failures: m.failures,
+    notes: [],
+    phaseS: { setup: NaN, pull: m.wall, stop: NaN }
   }
-  if (depths.length === 0) return undefined
-  const fellBack: TreeStats['fellBack'] = []
-  for (const [name, t] of r.traces) {
-    const first = t.origin[0]
-    if (first !== undefined) fellBack.push({ name, t: first.t - r.start, why: first.why })
+  if (m.links0 !== undefined && m.links1 !== undefined) {
+    const l0 = m.links0
+    const l1 = m.links1
+    const diff = (name: string, dir: keyof LinkBytes): number => (l1.get(name)?.[dir] ?? 0) - (l0.get(name)?.[dir] ?? 0)
+    row.egressWire = diff('origin', 'up') / pt.size
+    const down = m.agents.map(a => diff(a.name, 'down') / (pt.size * WIRE_PER_PAYLOAD))
+    row.agentDownWire = { median: median(down), max: Math.max(...down) }
   }
-  return {
-    fellBack,
-    depthMean: depths.reduce((a, b) => a + b, 0) / depths.length,
-    depthMax: Math.max(...depths),
-    hopMedianMs: hops.length > 0 ? median(hops) : NaN,
-    seedPieces,
-    firstPieceMs
-  }
+  return row
 }
 
-function printTimeline (r: PhaseResult, names: string[], pieceCount: number): void {
-  if (r.traces === undefined) return
-  const seedDone = (r.seedDone ?? []).map(t => ((t - r.start) / 1000).toFixed(1) + 's').join(', ')
-  console.log(`  timeline of ${r.label}: pieces verified per second (s: one from the seed that second); the seed held the blobs at ${seedDone}`)
-  for (const name of names) {
-    const trace = r.traces.get(name)
-    const list = trace?.pieces ?? []
-    const secs: number[] = []
-    for (const e of list) {
-      const s = Math.floor((e.t - r.start) / 1000)
-      secs[s] = (secs[s] ?? 0) + 1
-    }
-    const seedSecs = new Set(list.filter(e => e.seed).map(e => Math.floor((e.t - r.start) / 1000)))
-    const bar = Array.from({ length: secs.length }, (_, s) => {
-      const n = secs[s] ?? 0
-      return n === 0 ? '.' : seedSecs.has(s) ? 's' : n > 9 ? '+' : String(n)
-    }).join('')
-    const parents = new Map<string, number>()
-    for (const e of list) {
-      const p = r.peerIds?.get(e.parent) ?? e.parent.slice(-6)
-      parents.set(p, (parents.get(p) ?? 0) + 1)
-    }
-    const from = [...parents.entries()].sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p}:${n}`).join(' ')
-    const firstParent = Math.min(...(trace?.parentAt ?? [NaN])) - r.start
-    const done = Math.max(...list.map(e => e.t)) - r.start
-    const origin = trace?.origin[0] !== undefined ? ` origin@${((trace.origin[0].t - r.start) / 1000).toFixed(1)}s` : ''
-    console.log(`  ${name} ${String(list.length).padStart(3)}/${pieceCount} parent@${(firstParent / 1000).toFixed(1)}s last@${(done / 1000).toFixed(1)}s${origin} ${bar}  from ${from}`)
+async function runPoint (plan: Plan, mode: Mode, dir: string, spec: ImageSpec, n: number, storage: string, size: number, pieceCount: number): Promise<RunRow[]> {
+  const b = linkRate(plan, n)
+  const pt: Point = { mode, dir, n, b, spec, size, pieceCount, storage }
+  if (mode === 'netns') {
+    const hosts: HostSpec[] = [
+      { name: 'origin', up: FAST_LINK, down: FAST_LINK },
+      { name: 'cache', up: FAST_LINK, down: FAST_LINK },
+      { name: 'sn', up: b, down: FAST_LINK },
+      ...Array.from({ length: n }, (_, i) => ({ name: agentName(i), up: b, down: b }))
+    ]
+    pt.topo = await createTopology(hosts)
   }
+  const rows: RunRow[] = []
+  try {
+    for (const method of plan.methods) {
+      const t = performance.now()
+      const row = await runMethod(pt, method)
+      rows.push(row)
+      console.log(`  ${mode} N=${n} ${spec.label} B=${(b / MiB).toFixed(2)} MiB/s ${METHOD_NAME[method]}: egress ${row.egress.toFixed(2)}×S, p50 ${row.p50.toFixed(2)} max ${row.max.toFixed(2)} ×S÷B (S÷B ${row.idealS.toFixed(1)} s), CPU ${row.cpuCores.toFixed(2)} cores + ${row.otherCores.toFixed(2)} others; ${((performance.now() - t) / 1000).toFixed(0)} s (start ${row.phaseS.setup.toFixed(1)}, pull ${row.phaseS.pull.toFixed(1)}, stop ${row.phaseS.stop.toFixed(1)})`)
+    }
+  } finally {
+    await pt.topo?.destroy()
+  }
+  return rows
+}
+
+function f2 (v: number | undefined): string { return v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(2) }
+
+function sweepTable (rows: RunRow[]): string {
+  const out = [
+    '| image | N | B MiB/s | S÷B s | method | egress ÷ S | p50 ÷ S÷B | max ÷ S÷B | CPU cores (others) | RSS MiB agent max / sn / origin / cache |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
+  ]
+  for (const r of rows) {
+    const rs = r.rssMiB
+    out.push(`| ${r.image} | ${r.n} | ${f2(r.bMiB)} | ${r.idealS.toFixed(1)} | ${METHOD_NAME[r.method]} | ${f2(r.egress)} | ${f2(r.p50)} | ${f2(r.max)} | ${f2(r.cpuCores)} (${f2(r.otherCores)}) | ${rs.agentsMax.toFixed(0)} / ${rs.supernode?.toFixed(0) ?? '—'} / ${rs.origin.toFixed(0)} / ${rs.cache?.toFixed(0) ?? '—'} |`)
+  }
+  return out.join('\n')
+}
+
+async function writeChart (rows: RunRow[], spec: ImageSpec, mode: Mode): Promise<void> {
+  const sweep = rows.filter(r => r.image === spec.label)
+  const colors: Record<Method, string> = { p2p: '#1f6fb4', direct: '#d62728', cache: '#2a9d3a' }
+  const methods = [...new Set(sweep.map(r => r.method))]
+  const bound = [...new Map(sweep.map(r => [r.n, r.idealS])).entries()]
+  const svg = lineChart({
+    title: `Cluster pull of ${spec.label}: completion time vs N`,
+    subtitle: `${mode === 'netns' ? 'kernel-shaped links (netns + tc htb)' : "agents' own rate limits"}; B = 24 MiB/s ÷ N (max 8); solid p50, dashed slowest`,
+    xLabel: 'N (agents pulling at once)',
+    yLabel: 'completion time, s',
+    series: [
+      { name: 'S ÷ B (bound)', points: bound, color: '#000', reference: true },
+      ...methods.flatMap(m => [
+        { name: `${METHOD_NAME[m]} p50`, points: sweep.filter(r => r.method === m).map(r => [r.n, r.p50S] as [number, number]), color: colors[m] },
+        { name: `${METHOD_NAME[m]} max`, points: sweep.filter(r => r.method === m).map(r => [r.n, r.maxS] as [number, number]), color: colors[m], dashed: true }
+      ])
+    ]
+  })
+  await mkdir('bench/results', { recursive: true })
+  await writeFile(CHART, svg)
 }
 
 export async function run (opts: BenchOptions): Promise<CaseResult> {
-  const base = params(opts.quick)
+  const plan = params(opts.quick)
+  const forced = process.env.JOEY_BENCH_CLUSTER_MODE
+  const check = forced === 'limiter' ? { ok: false, why: 'JOEY_BENCH_CLUSTER_MODE=limiter' } : await netnsAvailable()
+  if (forced === 'netns' && !check.ok) throw new Error(`netns mode is not available here: ${check.why}`)
+  const mode: Mode = check.ok ? 'netns' : 'limiter'
+  console.log(`  mode ${mode}: ${check.why}`)
   const dir = await mkdtemp(join(tmpdir(), 'joey-bench-cluster-'))
-  let registry: TestRegistry | undefined
-  let proxy: CountingProxy | undefined
+  const rows: RunRow[] = []
   try {
-    registry = await startRegistry()
-    const image = await largeImage({ layerBytes: base.layerBytes, layers: base.layers })
-    await registry.push('bench/cluster', 'v1', image)
-    proxy = await startProxy(registry.url)
-    const ref = `${proxy.host}/bench/cluster`
-    const size = image.blobs().reduce((n, b) => n + b.size, 0)
-    const p: Params = { ...base, size }
-    const pieceCount = image.blobs().reduce((n, b) => n + pieceCountFor(b.size, pieceSizeFor(b.size)), 0)
-    const ideal = size / p.limit * 1000
-
-    const p2p = await runPhase('p2p', dir, ref, p, proxy)
-    const direct = await runPhase('direct', dir, ref, p, proxy)
-
-    const metrics: Metric[] = []
-    const notes: string[] = []
-    const tree = treeStats(p2p)
-    for (const r of [p2p, direct]) {
-      const ok = r.durations.filter(Number.isFinite)
-      const p50 = ok.length > 0 ? median(ok) / ideal : NaN
-      const max = ok.length === r.durations.length ? Math.max(...ok) / ideal : NaN
-      const egress = r.originBytes / size
-      const cpuTotal = r.cpu.agents + r.cpu.supernode + r.cpu.registry + r.cpu.bench
-      const isP2P = r.label === 'p2p'
-      const tag = isP2P ? 'P2P' : 'direct'
-      metrics.push(
-        { name: `${tag} origin egress ÷ S`, value: egress, unit: '×', ...(isP2P ? { target: `≤ ${TARGET_EGRESS}`, ok: egress <= TARGET_EGRESS } : {}) },
-        { name: `${tag} p50 time ÷ (S÷B)`, value: p50, unit: '×', ...(isP2P ? { target: `≤ ${TARGET_P50.toFixed(2)}`, ok: p50 <= TARGET_P50 } : {}) },
-        { name: `${tag} max time ÷ (S÷B)`, value: max, unit: '×', ...(isP2P ? { target: `≤ ${TARGET_MAX.toFixed(2)}`, ok: max <= TARGET_MAX } : {}) },
-        { name: `${tag} pull wall time`, value: r.pullWallMs / 1000, unit: 's' },
-        { name: `${tag} CPU time (all processes)`, value: cpuTotal, unit: 's' },
-        { name: `${tag} CPU use during pull`, value: cpuTotal / (r.pullWallMs / 1000), unit: 'cores of 2' },
-        { name: `${tag} joeyd peak RSS max`, value: Math.max(...r.rss) / MiB, unit: 'MiB' },
-        { name: `${tag} joeyd peak RSS median`, value: median(r.rss) / MiB, unit: 'MiB' }
-      )
-      if (isP2P) {
-        metrics.push({ name: 'P2P supernode peak RSS', value: (r.supernodeRss ?? 0) / MiB, unit: 'MiB' })
-        metrics.push({ name: 'P2P seed upload ÷ S', value: (r.seedBytesServed ?? 0) / size, unit: '×' })
-        if (egress > TARGET_EGRESS) notes.push(`MISSED: P2P origin egress is ${egress.toFixed(2)} × S (target ≤ ${TARGET_EGRESS})`)
-        if (!(p50 <= TARGET_P50)) notes.push(`MISSED: P2P p50 completion is ${p50.toFixed(2)} × S÷B (target ≤ ${TARGET_P50.toFixed(2)})`)
-        if (!(max <= TARGET_MAX)) notes.push(`MISSED: P2P slowest completion is ${max.toFixed(2)} × S÷B (target ≤ ${TARGET_MAX.toFixed(2)})`)
+    for (const { spec, ns } of plan.images) {
+      const image = await largeImage({ layerBytes: spec.layerBytes, layers: spec.layers })
+      const size = image.blobs().reduce((s, b) => s + b.size, 0)
+      const pieceCount = image.blobs().reduce((s, b) => s + pieceCountFor(b.size, pieceSizeFor(b.size)), 0)
+      // Pushed once on loopback; each run's origin serves a hard-linked copy of the storage,
+      // since the origin's host has no route from here.
+      const storage = join(dir, `storage-${spec.layers}x${spec.layerBytes}`)
+      const pusher = await startRegistry()
+      try {
+        await pusher.push(REPO, 'v1', image)
+        await promisify(execFile)('cp', ['-al', join(pusher.dir, 'data'), storage])
+      } finally {
+        await pusher.stop()
       }
-      if (!isP2P && p50 > 1.15) notes.push(`direct p50 is ${p50.toFixed(2)} × S÷B: plain pulls of N × B = ${(p.agents * p.limit / MiB).toFixed(0)} MiB/s miss the S÷B bound here too (a fixed cost per pull, or the CPU: see CPU use), so read the P2P times against the direct ones as well`)
-      const others = Math.max(0, r.cpu.machine - cpuTotal) / (r.pullWallMs / 1000)
-      metrics.push({ name: `${tag} CPU use of other processes`, value: others, unit: 'cores' })
-      if (others > 0.2) notes.push(`WARNING: other processes kept ${others.toFixed(2)} of ${cpus().length} cores busy during the ${tag} pull: its times are not clean`)
-      notes.push(`${tag}: CPU s agents ${r.cpu.agents.toFixed(1)}, supernode ${r.cpu.supernode.toFixed(1)}, registry ${r.cpu.registry.toFixed(1)}, bench+proxy ${r.cpu.bench.toFixed(1)}; phase wall incl. start/stop ${(r.phaseWallMs / 1000).toFixed(1)} s`)
-      notes.push(`${tag}: per-agent pull s ${r.durations.map(d => (d / 1000).toFixed(1)).join(' ')}`)
-      for (const f of r.failures) notes.push(`${tag} FAILED pull ${f}`)
-    }
-    if (tree !== undefined) {
-      notes.push(`P2P relay tree: depth (hops from the seed) mean ${tree.depthMean.toFixed(2)}, max ${tree.depthMax}; ${tree.seedPieces} piece copies from the seed for ${pieceCount} pieces; median relay delay (parent verified → child verified) ${(tree.hopMedianMs / 1000).toFixed(2)} s; first piece p50 ${(median(tree.firstPieceMs) / 1000).toFixed(2)} s, max ${(Math.max(...tree.firstPieceMs) / 1000).toFixed(2)} s`)
-      if (tree.fellBack.length > 0) {
-        const whys = [...new Set(tree.fellBack.map(f => f.why))].join('; ')
-        notes.push(`P2P: ${tree.fellBack.length} of ${p.agents} agents went to the origin for the rest of a blob (first at ${(Math.min(...tree.fellBack.map(f => f.t)) / 1000).toFixed(1)} s: ${whys})`)
-      }
-    }
-    if (process.env.JOEY_BENCH_TRACE !== undefined) {
-      printTimeline(p2p, Array.from({ length: p.agents }, (_, i) => `agent${String(i).padStart(2, '0')}`), pieceCount)
-    }
-    return {
-      name: 'cluster',
-      description: `${p.agents} joeyd processes, each capped at B = ${(p.limit / MiB).toFixed(p.limit % MiB === 0 ? 0 : 1)} MiB/s down and up (the seed's upload too), pull a ${(size / MiB).toFixed(1)} MiB image (${p.layers} layers, ${pieceCount} pieces) at once: P2P through one joey-supernode vs each straight from the registry. S÷B = ${(ideal / 1000).toFixed(1)} s; times from the common start; origin egress counted at a proxy in front of docker-registry`,
-      metrics,
-      notes
+      for (const n of ns) rows.push(...await runPoint(plan, mode, dir, spec, n, storage, size, pieceCount))
     }
   } finally {
-    await proxy?.stop()
-    await registry?.stop()
     await rm(dir, { recursive: true, force: true })
+  }
+  const left = await leftoverNamespaces()
+  const sweepSpec = plan.images[0]?.spec as ImageSpec
+  await writeChart(rows, sweepSpec, mode)
+  return summarizeCase(plan, mode, rows, sweepSpec, left)
+}
+
+function summarizeCase (plan: Plan, mode: Mode, rows: RunRow[], sweepSpec: ImageSpec, left: string[]): CaseResult {
+  const metrics: Metric[] = []
+  const notes: string[] = []
+  const sweep = rows.filter(r => r.image === sweepSpec.label)
+  const nMax = Math.max(...sweep.map(r => r.n))
+  const at = (m: Method): RunRow | undefined => sweep.find(r => r.n === nMax && r.method === m)
+  const p2p = at('p2p')
+  if (p2p !== undefined) {
+    metrics.push(
+      { name: `P2P N=${nMax} origin egress ÷ S`, value: p2p.egress, unit: '×', target: `≤ ${TARGET_EGRESS}`, ok: p2p.egress <= TARGET_EGRESS },
+      { name: `P2P N=${nMax} p50 time ÷ (S÷B)`, value: p2p.p50, unit: '×', target: `≤ ${TARGET_P50.toFixed(2)}`, ok: p2p.p50 <= TARGET_P50 },
+      { name: `P2P N=${nMax} max time ÷ (S÷B)`, value: p2p.max, unit: '×', target: `≤ ${TARGET_MAX.toFixed(2)}`, ok: p2p.max <= TARGET_MAX }
+    )
+    if (!(p2p.egress <= TARGET_EGRESS)) notes.push(`MISSED: P2P origin egress at N = ${nMax} is ${f2(p2p.egress)} × S (target ≤ ${TARGET_EGRESS})`)
+    if (!(p2p.p50 <= TARGET_P50)) notes.push(`MISSED: P2P p50 completion at N = ${nMax} is ${f2(p2p.p50)} × S÷B (target ≤ ${TARGET_P50.toFixed(2)})`)
+    if (!(p2p.max <= TARGET_MAX)) notes.push(`MISSED: P2P slowest completion at N = ${nMax} is ${f2(p2p.max)} × S÷B (target ≤ ${TARGET_MAX.toFixed(2)})`)
+  }
+  for (const m of plan.methods) {
+    const r = at(m)
+    if (r === undefined) continue
+    const tag = `${METHOD_NAME[m]} N=${nMax}`
+    if (m !== 'p2p') {
+      metrics.push(
+        { name: `${tag} origin egress ÷ S`, value: r.egress, unit: '×' },
+        { name: `${tag} p50 time ÷ (S÷B)`, value: r.p50, unit: '×' },
+        { name: `${tag} max time ÷ (S÷B)`, value: r.max, unit: '×' }
+      )
+    }
+    metrics.push(
+      { name: `${tag} CPU use during pull`, value: r.cpuCores, unit: `cores of ${cpus().length}` },
+      { name: `${tag} joeyd peak RSS max`, value: r.rssMiB.agentsMax, unit: 'MiB' }
+    )
+  }
+  for (const r of rows) {
+    const tag = `${METHOD_NAME[r.method]} N=${r.n} ${r.image}`
+    if (r.cpuCores > 0.7 * cpus().length) notes.push(`WARNING: ${tag} used ${f2(r.cpuCores)} of ${cpus().length} cores: its times may measure the CPU, not the network`)
+    if (r.otherCores > 0.2) notes.push(`WARNING: other processes kept ${f2(r.otherCores)} cores busy during ${tag}: its times are not clean`)
+    for (const f of r.failures) notes.push(`${tag} FAILED pull ${f}`)
+    for (const n of r.notes) notes.push(`${tag}: ${n}`)
+    notes.push(`${tag}: per-agent pull s ${r.durationsS.map(d => d.toFixed(1)).join(' ')}; CPU s agents ${r.cpuS.agents.toFixed(1)}, supernode ${r.cpuS.supernode.toFixed(1)}, registries ${r.cpuS.registries.toFixed(1)}, bench ${r.cpuS.bench.toFixed(1)}${r.egressWire !== undefined ? `; origin link ${f2(r.egressWire)} × S, agent downlinks median ${f2(r.agentDownWire?.median)} max ${f2(r.agentDownWire?.max)} × S (frames)` : ''}${r.seedUpload !== undefined ? `; seed upload ${f2(r.seedUpload)} × S` : ''}`)
+  }
+  if (left.length > 0) notes.push(`WARNING: network namespaces left behind: ${left.join(' ')}`)
+  const modeText = mode === 'netns'
+    ? 'each host in its own network namespace, links shaped by tc htb on both ends (agents B up and down, the supernode\'s host B up, origin and cache hosts 1 GiB/s); no rate limit inside Joey'
+    : 'all on loopback, links emulated by the agents\' own limits (--download-limit/--upload-limit B; the seed --upload-limit B)'
+  return {
+    name: 'cluster',
+    description: `Mode ${mode}: ${modeText}. N agents pull one image at once via Joey P2P (a joey-supernode seeds and schedules), straight from the origin, and through a pull-through cache (docker-registry proxy); B = min(${plan.maxB / MiB}, ${plan.aggregate / MiB} ÷ N) MiB/s of payload per agent link. Origin egress from the origin registry's own blob byte count; times from the common start. Chart: ${CHART}.\n\n${sweepTable(rows)}`,
+    metrics,
+    notes,
+    data: { mode, plan, rows },
+    files: [CHART]
   }
 }

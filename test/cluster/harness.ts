@@ -22,7 +22,8 @@ export interface Proc {
   logs: () => string
 }
 
-function manage (proc: ChildProcess, tail: { text: string }): Proc {
+/** Stop and kill by PID for a spawned process; `tail` holds the end of its output. */
+export function manage (proc: ChildProcess, tail: { text: string }): Proc {
   const exited = new Promise<void>(resolve => { if (proc.exitCode !== null || proc.signalCode !== null) resolve(); else proc.once('exit', () => resolve()) })
   const signal = async (sig: NodeJS.Signals, graceMs: number): Promise<void> => {
     if (proc.exitCode !== null || proc.signalCode !== null) return
@@ -40,8 +41,16 @@ function manage (proc: ChildProcess, tail: { text: string }): Proc {
   }
 }
 
-function spawnNode (script: string, args: string[]): { proc: ChildProcess, tail: { text: string }, lines: (cb: (obj: Record<string, unknown>) => void) => void } {
-  const proc = spawn(process.execPath, [join(ROOT, script), ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+/**
+ * Where a process runs. Benchmarks start hosts in network namespaces: `wrap` is a command
+ * prefix that execs the program in place (e.g. `ip netns exec <ns>`, so the pid stays the
+ * program's), `host` the address it listens on. Defaults: no prefix, 127.0.0.1.
+ */
+export interface Placement { wrap?: string[], host?: string }
+
+function spawnNode (script: string, args: string[], wrap: string[] = []): { proc: ChildProcess, tail: { text: string }, lines: (cb: (obj: Record<string, unknown>) => void) => void } {
+  const argv = [process.execPath, join(ROOT, script), ...args]
+  const proc = spawn(wrap[0] ?? argv[0] as string, [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], { stdio: ['ignore', 'ignore', 'pipe'] })
   const tail = { text: '' }
   const listeners: Array<(obj: Record<string, unknown>) => void> = []
   let buf = ''
@@ -63,8 +72,9 @@ function spawnNode (script: string, args: string[]): { proc: ChildProcess, tail:
 
 export interface SupernodeProc extends Proc { url: string, peerId: string }
 
-export async function startSupernode (dataRoot: string, args: string[] = []): Promise<SupernodeProc> {
-  const { proc, tail, lines } = spawnNode('bin/joey-supernode.js', ['--data-root', dataRoot, '--listen', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'info', ...args])
+export async function startSupernode (dataRoot: string, args: string[] = [], at: Placement = {}): Promise<SupernodeProc> {
+  const host = at.host ?? '127.0.0.1'
+  const { proc, tail, lines } = spawnNode('bin/joey-supernode.js', ['--data-root', dataRoot, '--listen', `${host}:0`, '--p2p-listen', `/ip4/${host}/tcp/0`, '--log-level', 'info', ...args], at.wrap)
   const started = new Promise<{ url: string, peerId: string }>((resolve, reject) => {
     lines((o) => { if (o.msg === 'joey-supernode started') resolve({ url: o.url as string, peerId: o.peerId as string }) })
     proc.once('exit', (code) => reject(new Error(`joey-supernode exited with ${String(code)}: ${tail.text}`)))
@@ -91,10 +101,11 @@ export interface AgentProc extends Proc {
   pull: (image: string, tag: string) => Promise<void>
 }
 
-export async function startAgent (dir: string, name: string, args: string[] = []): Promise<AgentProc> {
+export async function startAgent (dir: string, name: string, args: string[] = [], at: Placement = {}): Promise<AgentProc> {
   const dataRoot = join(dir, name)
   const socket = join(dataRoot, 'joeyd.sock')
-  const { proc, tail, lines } = spawnNode('bin/joeyd.js', ['--data-root', dataRoot, '-H', `unix://${socket}`, '--mirror', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'info', ...args])
+  // The Engine API is a unix socket, reachable from any network namespace.
+  const { proc, tail, lines } = spawnNode('bin/joeyd.js', ['--data-root', dataRoot, '-H', `unix://${socket}`, '--mirror', '127.0.0.1:0', '--p2p-listen', `/ip4/${at.host ?? '127.0.0.1'}/tcp/0`, '--log-level', 'info', ...args], at.wrap)
   let mirror = ''
   lines((o) => { if (o.msg === 'registry mirror listening') mirror = o.address as string })
   const m = manage(proc, tail)
