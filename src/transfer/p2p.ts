@@ -93,6 +93,62 @@ export interface P2PTransfer extends TransferManager {
   reannounce: () => Promise<void>
 }
 
+/** A parent as piece choice sees it: whether it is a seed, and what it holds now. */
+export interface ChoiceParent {
+  readonly seed: boolean
+  has: (index: number) => boolean
+}
+
+/** The downloader's side of piece choice. */
+export interface ChoiceState {
+  pieceCount: number
+  have: (index: number) => boolean
+  inflight: (index: number) => boolean
+  /** Whether the piece's digest is known, so the piece can be verified. */
+  trusted: (index: number) => boolean
+  /** Parents with an open session. */
+  parents: Iterable<ChoiceParent>
+}
+
+export interface ChoiceOptions {
+  inOrderWindow: number
+  random: () => number
+}
+
+/**
+ * The next piece to ask a parent for: the in-order head first (streaming readers), then
+ * the rarest among parents. A seed only gets pieces no peer parent can give, so its
+ * upload goes to first copies and agents feed each other. Exported for the simulator,
+ * which runs this same choice against modelled peers.
+ */
+export function choosePiece (state: ChoiceState, parent: ChoiceParent, options: ChoiceOptions): number | undefined {
+  const n = state.pieceCount
+  let head = 0
+  for (let i = 0; i < n && head < options.inOrderWindow; i++) {
+    if (state.have(i)) continue
+    head++
+    if (wanted(state, parent, i)) return i
+  }
+  let best: number | undefined
+  let bestCount = Infinity
+  const start = Math.floor(options.random() * n)
+  for (let k = 0; k < n; k++) {
+    const i = (start + k) % n
+    if (!wanted(state, parent, i)) continue
+    let count = 0
+    for (const q of state.parents) if (q.has(i)) count++
+    if (count < bestCount) { best = i; bestCount = count; if (count <= 1) break }
+  }
+  return best
+}
+
+function wanted (state: ChoiceState, parent: ChoiceParent, i: number): boolean {
+  if (!parent.has(i) || state.have(i) || state.inflight(i) || !state.trusted(i)) return false
+  // A seed is spared pieces a peer parent holds.
+  if (parent.seed) for (const q of state.parents) if (!q.seed && q.has(i)) return false
+  return true
+}
+
 interface Task {
   digest: string
   /** Started for a streaming reader, which needs the partial blob. */
@@ -329,38 +385,26 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       }
     }
 
-    /** Whether a peer parent (not a seed) holds the piece: then the seed is spared it. */
-    function peerHas (i: number): boolean {
-      for (const q of parents.values()) if (!q.info.seed && q.session?.has(i) === true) return true
-      return false
-    }
-
-    /**
-     * Next piece for a parent: the in-order head first (streaming readers), then the
-     * rarest among parents. A seed only gets pieces no peer parent can give, so its
-     * upload goes to first copies and agents feed each other.
-     */
-    function pick (p: Parent): number | undefined {
+    const open = (p: Parent): ChoiceParent | undefined => {
       const s = p.session
-      if (s === undefined) return undefined
-      const wanted = (i: number): boolean => !blob.have.has(i) && !inflight.has(i) && s.has(i) && blob.pieceDigests[i] !== undefined && !(p.info.seed && peerHas(i))
-      let head = 0
-      for (let i = 0; i < blob.pieceCount && head < inOrderWindow; i++) {
-        if (blob.have.has(i)) continue
-        head++
-        if (wanted(i)) return i
+      return s === undefined ? undefined : { seed: p.info.seed, has: (i) => s.has(i) }
+    }
+    const choice: ChoiceState = {
+      pieceCount: blob.pieceCount,
+      have: (i) => blob.have.has(i),
+      inflight: (i) => inflight.has(i),
+      trusted: (i) => blob.pieceDigests[i] !== undefined,
+      parents: {
+        * [Symbol.iterator] () {
+          for (const p of parents.values()) { const c = open(p); if (c !== undefined) yield c }
+        }
       }
-      let best: number | undefined
-      let bestCount = Infinity
-      const start = Math.floor(Math.random() * blob.pieceCount)
-      for (let k = 0; k < blob.pieceCount; k++) {
-        const i = (start + k) % blob.pieceCount
-        if (!wanted(i)) continue
-        let count = 0
-        for (const q of parents.values()) if (q.session?.has(i) === true) count++
-        if (count < bestCount) { best = i; bestCount = count; if (count <= 1) break }
-      }
-      return best
+    }
+    const choiceOptions: ChoiceOptions = { inOrderWindow, random: Math.random }
+
+    function pick (p: Parent): number | undefined {
+      const c = open(p)
+      return c === undefined ? undefined : choosePiece(choice, c, choiceOptions)
     }
 
     function fill (): void {

@@ -12,6 +12,7 @@ import { silentLogger, JoeyError } from '../../src/common/index.js'
 import { createContentStore, type ContentStore } from '../../src/content/index.js'
 import { createRegistryClient, parseReference, type RegistryClient, type Descriptor } from '../../src/distribution/index.js'
 import { PartialStore, createSupernodeClient, rendezvousOrder, createP2PTransfer, type P2PTransfer, type PieceSessionLike, type SessionOpener, createDirectTransfer } from '../../src/transfer/index.js'
+import { choosePiece, type ChoiceParent, type ChoiceState } from '../../src/transfer/p2p.js'
 import { Scheduler } from '../../supernode/scheduler/index.js'
 import { supernodeApi, createSupernodeMetrics } from '../../supernode/api.js'
 import { createSeed, type Seed } from '../../supernode/seed.js'
@@ -258,4 +259,23 @@ test('without a supernode, a whole-blob fetch goes straight into the store, not 
   assert.equal(n.transfer.stats().originFetches, 1)
   const partialDirs = await readdir(n.partials.root).catch(() => [])
   assert.deepEqual(partialDirs, [], 'no partial blob was assembled')
+})
+
+test('piece choice: the in-order head first, then the rarest; a seed only gets what no peer parent has', () => {
+  const holding = (seed: boolean, pieces: number[]): ChoiceParent => ({ seed, has: (i) => pieces.includes(i) })
+  const seed = holding(true, [0, 1, 2, 3, 4, 5, 6, 7])
+  const a = holding(false, [1, 2, 3, 4, 5])
+  const b = holding(false, [2, 3, 4, 5])
+  const have = new Set([0])
+  const inflight = new Set<number>()
+  const state: ChoiceState = { pieceCount: 8, have: (i) => have.has(i), inflight: (i) => inflight.has(i), trusted: (i) => i < 7, parents: [seed, a, b] }
+  const options = { inOrderWindow: 2, random: () => 0 }
+  assert.equal(choosePiece(state, a, options), 1, 'the head (piece 1) from a peer')
+  inflight.add(1)
+  assert.equal(choosePiece(state, b, options), 2, 'the second head piece')
+  inflight.add(2)
+  assert.equal(choosePiece(state, seed, options), 6, 'the seed: only pieces no peer parent holds, and with a known digest (not 7)')
+  inflight.add(6)
+  assert.equal(choosePiece(state, seed, options), undefined)
+  assert.equal(choosePiece(state, b, options), 3, 'then the rarest among parents, the head being in flight')
 })
