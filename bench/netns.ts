@@ -10,7 +10,7 @@
  * class of their own, ACKs queued behind a host's upload and throttled its downloads. There
  * is no netem here, so links have no added latency.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 
 /** Every namespace a run creates starts with this and the creating process's pid. */
@@ -157,23 +157,31 @@ async function hasSfq (ns: string): Promise<boolean> {
 const live = new Map<string, { namespaces: string[], pids: Set<number> }>()
 let handlersInstalled = false
 
-/** Synchronous teardown for exit and signals: kill tracked processes, delete namespaces. */
-function teardownAllSync (): void {
+/**
+ * Teardown for exit and signals: tracked processes are killed at once, and the namespaces
+ * are deleted by a detached shell, which finishes even if this process is killed right after
+ * (a wrapper such as tsx may follow the signal with SIGKILL).
+ */
+function teardownAll (): void {
+  const names: string[] = []
   for (const [prefix, t] of live) {
     for (const pid of t.pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
-    for (const ns of t.namespaces) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
+    names.push(...t.namespaces)
     live.delete(prefix)
   }
+  if (names.length === 0) return
+  const child = spawn('sh', ['-c', 'for n in "$@"; do ip netns del "$n"; done', 'sh', ...names], { detached: true, stdio: 'ignore' })
+  child.unref()
 }
 
 function installHandlers (): void {
   if (handlersInstalled) return
   handlersInstalled = true
-  process.on('exit', teardownAllSync)
+  process.on('exit', teardownAll)
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
-      teardownAllSync()
-      // Re-raised with no listener left, the signal ends the process as it would have.
+      teardownAll()
+      // Re-raised with our listener gone, the signal ends the process as it would have.
       process.kill(process.pid, sig)
     })
   }
@@ -186,7 +194,13 @@ let seq = 0
  * On failure, whatever was created is removed before the error is thrown.
  */
 export async function createTopology (specs: HostSpec[]): Promise<Topology> {
-  for (const ns of await staleNamespaces()) await run('ip', ['netns', 'del', ns])
+  for (const ns of await staleNamespaces()) {
+    // A run killed outright leaves its hosts' processes running inside: they go first.
+    for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(l => /^\d+$/.test(l))) {
+      try { process.kill(Number(pid), 'SIGKILL') } catch {}
+    }
+    await run('ip', ['netns', 'del', ns])
+  }
   if (specs.length > 250 * 200) throw new Error('too many hosts')
   installHandlers()
   // The letter after the pid keeps stale-namespace detection from reading a sequence number as part of the pid.

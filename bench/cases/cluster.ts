@@ -348,14 +348,14 @@ function sweepTable (rows: RunRow[]): string {
   return out.join('\n')
 }
 
-async function writeChart (rows: RunRow[], spec: ImageSpec, mode: Mode): Promise<void> {
+async function writeChart (plan: Plan, rows: RunRow[], spec: ImageSpec, mode: Mode): Promise<void> {
   const sweep = rows.filter(r => r.image === spec.label)
   const colors: Record<Method, string> = { p2p: '#1f6fb4', direct: '#d62728', cache: '#2a9d3a' }
   const methods = [...new Set(sweep.map(r => r.method))]
   const bound = [...new Map(sweep.map(r => [r.n, r.idealS])).entries()]
   const svg = lineChart({
     title: `Cluster pull of ${spec.label}: completion time vs N`,
-    subtitle: `${mode === 'netns' ? 'kernel-shaped links (netns + tc htb)' : "agents' own rate limits"}; B = 24 MiB/s ÷ N (max 8); solid p50, dashed slowest`,
+    subtitle: `${mode === 'netns' ? 'kernel-shaped links (netns + tc htb)' : "agents' own rate limits"}; B = ${plan.aggregate / MiB} MiB/s ÷ N (max ${plan.maxB / MiB}); solid p50, dashed slowest`,
     xLabel: 'N (agents pulling at once)',
     yLabel: 'completion time, s',
     series: [
@@ -401,7 +401,7 @@ export async function run (opts: BenchOptions): Promise<CaseResult> {
   }
   const left = await leftoverNamespaces()
   const sweepSpec = plan.images[0]?.spec as ImageSpec
-  await writeChart(rows, sweepSpec, mode)
+  await writeChart(plan, rows, sweepSpec, mode)
   return summarizeCase(plan, mode, rows, sweepSpec, left)
 }
 
