@@ -13,6 +13,13 @@ export const MAX_FILE_SIZE = 8 * GiB
 /** Symlinks followed while resolving one parent path, like the kernel's ELOOP limit. */
 export const MAX_SYMLINK_HOPS = 40
 
+/** Files up to this size are read whole, then written with synchronous calls (no thread-pool hops). */
+export const SMALL_FILE_BYTES = 256 * 1024
+/** Larger files are written in vectored writes of about this many bytes. */
+export const WRITE_BATCH_BYTES = 1024 * 1024
+/** Output buffer of the gzip decoder: each one filled is a thread-pool round trip. */
+export const GUNZIP_CHUNK_BYTES = 1024 * 1024
+
 /** Prefix of the active snapshots unpackImage() creates; leftovers of a crash are removed at start. */
 export const UNPACK_KEY_PREFIX = 'unpack-'
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { Duplex, Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { JoeyError } from '../common/index.js'
-import { TOOLS } from './constants.js'
+import { GUNZIP_CHUNK_BYTES, TOOLS } from './constants.js'
 
 export type Compression = 'none' | 'gzip' | 'zstd'
 
@@ -74,7 +74,7 @@ export async function peek (source: Readable, bytes: number): Promise<{ head: Bu
 export function decompressor (compression: Compression): Duplex | undefined {
   switch (compression) {
     case 'none': return undefined
-    case 'gzip': return createGunzip({ chunkSize: 128 * 1024 })
+    case 'gzip': return createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES })
     case 'zstd': return new ChildFilter(TOOLS.zstd, ['-d', '-c', '-q', '--no-progress'])
   }
 }

@@ -210,6 +210,41 @@ describe('applyLayer', () => {
     assert.equal((await lstat(join(sentinel.dir, 'sub'))).mode & 0o777, 0o755)
   })
 
+  test('small and large files, symlinks and dirs replace whatever the layer below left at their names', async () => {
+    const dir = await target()
+    // Large enough for several batched writes, odd-sized so the last batch is partial.
+    const big = createHash('sha256').update('seed').digest()
+    const large = Buffer.concat(Array.from({ length: 100_000 }, (_, i) => createHash('sha256').update(big).update(String(i)).digest())).subarray(0, 3 * 1024 * 1024 + 123)
+    const medium = large.subarray(0, 256 * 1024)
+    await apply(await rawTar([
+      { name: 'small/', type: 'directory' },
+      { name: 'small/x', content: 'below\n' },
+      { name: 'large', type: 'symlink', linkname: 'small' },
+      { name: 'medium', content: 'below\n' },
+      { name: 'link', content: 'a file below\n' },
+      { name: 'tree', content: 'a file below\n' }
+    ]), OCI_LAYER_TAR, dir)
+    await apply(gzipSync(await rawTar([
+      { name: 'small', content: 'small\n', mode: 0o4755 },
+      { name: 'large', content: large, mode: 0o640, mtime: new Date(Date.UTC(2020, 1, 2)) },
+      { name: 'medium', content: medium },
+      { name: 'link', type: 'symlink', linkname: 'medium' },
+      { name: 'tree/', type: 'directory', mode: 0o750 }
+    ])), OCI_LAYER_GZIP, dir)
+    assert.equal(await readFile(join(dir, 'small'), 'utf8'), 'small\n')
+    assert.equal((await lstat(join(dir, 'small'))).mode & 0o7777, 0o4755)
+    const st = await lstat(join(dir, 'large'))
+    assert.ok(st.isFile())
+    assert.equal(st.size, large.byteLength)
+    assert.equal(st.mode & 0o7777, 0o640)
+    assert.equal(st.mtimeMs, Date.UTC(2020, 1, 2))
+    assert.ok((await readFile(join(dir, 'large'))).equals(large))
+    assert.ok((await readFile(join(dir, 'medium'))).equals(medium))
+    assert.equal((await lstat(join(dir, 'link'))).isSymbolicLink(), true)
+    assert.equal((await lstat(join(dir, 'tree'))).mode & 0o7777, 0o750)
+    assert.ok((await lstat(join(dir, 'tree'))).isDirectory())
+  })
+
   test('follows relative symlinks that stay inside the root, like the merged /usr layout', async () => {
     const dir = await target()
     await apply(await rawTar([
