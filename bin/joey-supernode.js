@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx's loader, so a fresh clone needs no build.
-import '../src/common/polyfill-js.js'
-import { register } from 'tsx/esm/api'
-register()
-await import('../supernode/main.ts')
+// Runs dist/ when it is current, else the sources through tsx (see launch.js).
+import { launch } from './launch.js'
+await launch('supernode/main')

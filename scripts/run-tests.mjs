@@ -3,7 +3,8 @@
 // Usage: npm test [-- <path filter>...]
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { distIsCurrent } from '../bin/launch.js'
 
 const root = new URL('..', import.meta.url).pathname
 const filters = process.argv.slice(2)
@@ -23,6 +24,12 @@ const files = walk(join(root, 'test')).sort()
 if (files.length === 0) {
   console.error('no test files matched')
   process.exit(1)
+}
+// The bins run dist/ when it is current, as installed agents do; build it so the tests
+// exercise that path (an edit during the run makes them fall back to the sources).
+if (!distIsCurrent()) {
+  const b = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' })
+  if (b.status !== 0) process.exit(b.status ?? 1)
 }
 const args = [
   '--import', 'tsx', '--import', './test/setup.ts',
