@@ -19,6 +19,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
 import { createLogger, pieceSizeFor, type Logger } from '../src/common/index.js'
 import { createContentStore } from '../src/content/index.js'
 import { parseReference, type RegistryClient } from '../src/distribution/index.js'
@@ -160,7 +161,7 @@ function standInSupernode (cmd: PullCommand): SupernodeClient {
 }
 
 /** The agent's pull of one blob: the same transfer manager and session opener joeyd composes. */
-async function pull (host: P2PHost, cmd: PullCommand, root: string, log: Logger): Promise<{ piecesMs: number, totalMs: number }> {
+async function pull (host: P2PHost, cmd: PullCommand, root: string, log: Logger, gc: () => GcTotals): Promise<{ piecesMs: number, piecesCpuMs: number, totalMs: number, piecesGc: GcTotals }> {
   const contentStore = createContentStore({ root: join(root, 'content') }, { logger: log })
   await contentStore.start()
   const partials = new PartialStore(join(root, 'partials'), log)
@@ -183,33 +184,65 @@ async function pull (host: P2PHost, cmd: PullCommand, root: string, log: Logger)
     }
   })
   const t = performance.now()
+  const cpu = process.cpuUsage()
   let piecesMs = 0
+  let piecesCpuMs = 0
+  let piecesGc: GcTotals = { gcMs: 0, majorGcMs: 0, majorGcs: 0 }
   await transfer.fetchBlob(parseReference('bench.invalid/transfer/blob:1'), { mediaType: 'application/octet-stream', digest: cmd.digest, size: cmd.size }, {
-    onProgress: (p) => { if (p.phase === 'verifying' && piecesMs === 0) piecesMs = performance.now() - t }
+    onProgress: (p) => {
+      if (p.phase !== 'verifying' || piecesMs !== 0) return
+      piecesMs = performance.now() - t
+      const used = process.cpuUsage(cpu)
+      piecesCpuMs = (used.user + used.system) / 1000
+      piecesGc = gc()
+    }
   })
   const totalMs = performance.now() - t
   await transfer.stop()
   await partials.close()
   await contentStore.stop()
-  return { piecesMs, totalMs }
+  return { piecesMs, piecesCpuMs, totalMs, piecesGc }
+}
+
+interface GcTotals { gcMs: number, majorGcMs: number, majorGcs: number }
+
+/** Time in garbage collection since the last call, and how much of it was full (mark-compact) collections. */
+function gcMeter (): () => GcTotals {
+  let gcMs = 0
+  let majorGcMs = 0
+  let majorGcs = 0
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcMs += e.duration
+      if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) { majorGcMs += e.duration; majorGcs++ }
+    }
+  })
+  obs.observe({ entryTypes: ['gc'] })
+  return () => {
+    const r = { gcMs, majorGcMs, majorGcs }
+    gcMs = 0; majorGcMs = 0; majorGcs = 0
+    return r
+  }
 }
 
 async function child (): Promise<void> {
   const host = newHost([])
   await host.start()
+  const gc = gcMeter()
   let round = 0
   for await (const line of createInterface({ input: process.stdin })) {
     const cmd = JSON.parse(line) as { op: 'raw', addr: string, bytes: number } | PullCommand
+    gc()
     try {
       if (cmd.op === 'raw') {
         const t = performance.now()
         await rawPull(host, cmd.addr, cmd.bytes)
-        reply({ ms: performance.now() - t })
+        reply({ ms: performance.now() - t, ...gc() })
       } else {
         const root = join(dir, `pull-${round++}`)
         await mkdir(root, { recursive: true })
         try {
-          reply(await pull(host, cmd, root, logger))
+          reply({ ...await pull(host, cmd, root, logger, gc), ...gc() })
         } finally {
           await rm(root, { recursive: true, force: true })
         }
