@@ -1,9 +1,9 @@
 import {
   closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync, mkdirSync,
-  openSync, symlinkSync, writev, writevSync, chownSync, chmodSync, utimesSync, type Stats
+  openSync, readlinkSync, symlinkSync, writev, writevSync, chownSync, chmodSync, utimesSync, type Stats
 } from 'node:fs'
 import {
-  chmod, chown, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink, realpath, rm, symlink, unlink, utimes
+  chmod, chown, copyFile, lchown, link, lstat, lutimes, readdir, readlink, realpath, rm, symlink, unlink, utimes
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
@@ -348,7 +348,7 @@ class Applier {
       }
       const cand = [...resolved, c]
       const upper = join(this.root, ...cand)
-      let st = await lstatOrNull(upper)
+      let st = lstatOrNullSync(upper)
       let path = upper
       let inUpper = st !== null
       let hidden = false
@@ -364,7 +364,7 @@ class Applier {
       if (st === null) {
         if (!create) return null
         if (hidden) await unlink(upper)
-        await mkdir(upper, 0o755)
+        mkdirSync(upper, 0o755)
         // A directory that replaces a whiteout must not let the lower one show through.
         if (hidden) await this.setOpaque(upper, label)
         resolved.push(c)
@@ -374,7 +374,7 @@ class Applier {
         if (++hops > MAX_SYMLINK_HOPS) {
           throw new JoeyError('ERR_UNSAFE_PATH', `entry "${label}": too many levels of symbolic links`, { detail: { entry: label } })
         }
-        const target = await readlink(path)
+        const target = readlinkSync(path)
         if (target.startsWith('/')) {
           throw new JoeyError('ERR_UNSAFE_PATH',
             `entry "${label}" goes through symlink "${cand.join('/')}" -> "${printable(target)}", which points outside the layer root`,
@@ -390,9 +390,9 @@ class Applier {
       }
       if (!inUpper && create) {
         // Copy the lower directory's metadata up, as overlayfs would on a copy-up.
-        await mkdir(upper, st.mode & 0o7777)
-        await chmod(upper, st.mode & 0o7777)
-        if (this.chown) await chown(upper, st.uid, st.gid)
+        mkdirSync(upper, st.mode & 0o7777)
+        chmodSync(upper, st.mode & 0o7777)
+        if (this.chown) chownSync(upper, st.uid, st.gid)
         this.dirMeta.set(upper, { mode: st.mode & 0o7777, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 })
       }
       resolved.push(c)
@@ -413,7 +413,7 @@ class Applier {
       if (state === 'hidden') return null
       if (state === 'absent') continue
       const path = join(this.lowers[i]!, ...cand)
-      const st = await lstatOrNull(path)
+      const st = lstatOrNullSync(path)
       if (st === null) continue
       if (isWhiteoutDevice(st)) return null
       return { st, path }
@@ -429,7 +429,7 @@ class Applier {
     if (cached !== undefined) return cached
     let state = await this.lowerDirState(i, parts.slice(0, -1))
     if (state === 'dir') {
-      const st = await lstatOrNull(join(this.lowers[i]!, ...parts))
+      const st = lstatOrNullSync(join(this.lowers[i]!, ...parts))
       if (st === null) state = 'absent'
       else if (st.isDirectory()) state = 'dir'
       // A whiteout or a non-directory here hides this path in every layer below.
@@ -440,7 +440,7 @@ class Applier {
   }
 
   private async removeExisting (full: string): Promise<Stats | null> {
-    const st = await lstatOrNull(full)
+    const st = lstatOrNullSync(full)
     if (st === null) return null
     await rm(full, { recursive: true, force: true })
     this.parents.clear()
