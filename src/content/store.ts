@@ -11,7 +11,8 @@ import {
   type IngestStatus, type Lease, type ReadOptions, type Usage, type WriterOptions
 } from './types.js'
 import {
-  INGEST_EXPIRY_MS, LOCK_TIMEOUT_MS, MAX_LABEL_LENGTH, MAX_REF_LENGTH, READ_BYTES_MAX, REHASH_CHUNK_BYTES, TMP_PREFIX
+  INGEST_EXPIRY_MS, LOCK_TIMEOUT_MS, MAX_LABEL_LENGTH, MAX_REF_LENGTH, READ_BYTES_MAX, REHASH_CHUNK_BYTES, TMP_PREFIX,
+  READ_STREAM_CHUNK_BYTES
 } from './constants.js'
 import { KeyedMutex, RefLocks, RwLock } from './locks.js'
 
@@ -261,7 +262,7 @@ export function createContentStore (init: ContentStoreInit, components: ContentS
       throw err
     }
     // Streaming from the open handle keeps the read valid even if gc unlinks the file meanwhile.
-    const stream = fh.createReadStream({ start, ...(end !== undefined ? { end } : {}), autoClose: true })
+    const stream = fh.createReadStream({ start, ...(end !== undefined ? { end } : {}), autoClose: true, highWaterMark: READ_STREAM_CHUNK_BYTES })
     if (signal !== undefined) addAbortSignal(signal, stream)
     return stream
   }
