@@ -320,7 +320,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     const containers = containerService = await startContainers(config.dataRoot, log, { contentStore, images })
     if (containers !== undefined) imageService = releasingSnapshots(images, containers, log)
     const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images: imageService, metrics, system, ...(containers !== undefined ? { containers } : {}) })
-    for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
+    // The mirror listens before the Engine API answers /_ping: a client told "joeyd is up"
+    // must not find the mirror closed and quietly fall back to the registry.
     if (config.mirror !== undefined) {
       const m = mirrorApp = Fastify({ logger: false })
       await m.register(mirrorApi({ defaultUpstream: config.mirrorUpstream, allowStaleTags: config.mirrorAllowStaleTags }, {
@@ -337,6 +338,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       if (!isLoopbackHost(config.mirror.host)) log.warn({ address: mirrorUrl }, 'the registry mirror listens on a non-loopback address')
       log.info({ address: mirrorUrl }, 'registry mirror listening')
     }
+    for (const address of config.hosts) await openListener(address, api.routing.bind(api), log)
     log.info({ addresses: listeners.map(actualAddress) }, 'joeyd started')
   }
 
