@@ -58,6 +58,8 @@ export interface PeerTaskState {
   slot: number
   /** Position among the task's complete peers, or -1 (internal). */
   doneSlot: number
+  /** The last decision that sampled this peer (internal; spares a set per decision). */
+  seenBy: number
   /** Parents this peer refuses for this task (sent corrupt pieces). */
   blocked: Set<string>
   backToSource: boolean
@@ -114,6 +116,8 @@ export interface SchedulerInit {
   defaultUploadSlots?: number
   /** Children of one task a seed serves while agents can relay to the rest. */
   seedChildrenPerTask?: number
+  /** Whether a peer may only take parents that joined before it (or hold the whole blob). */
+  ranked?: boolean
   now?: () => number
   random?: () => number
 }
@@ -127,8 +131,11 @@ export const SCHEDULER_DEFAULTS = {
   failureWindowMs: 60_000,
   corruptReportsToBlock: 2,
   defaultUploadSlots: 8,
-  seedChildrenPerTask: 2
+  seedChildrenPerTask: 2,
+  ranked: true
 }
+
+const NO_PEERS: ReadonlySet<string> = new Set()
 
 export class Scheduler {
   readonly hosts = new Map<string, HostState>()
@@ -148,7 +155,8 @@ export class Scheduler {
       failureWindowMs: init.failureWindowMs ?? SCHEDULER_DEFAULTS.failureWindowMs,
       corruptReportsToBlock: init.corruptReportsToBlock ?? SCHEDULER_DEFAULTS.corruptReportsToBlock,
       defaultUploadSlots: init.defaultUploadSlots ?? SCHEDULER_DEFAULTS.defaultUploadSlots,
-      seedChildrenPerTask: init.seedChildrenPerTask ?? SCHEDULER_DEFAULTS.seedChildrenPerTask
+      seedChildrenPerTask: init.seedChildrenPerTask ?? SCHEDULER_DEFAULTS.seedChildrenPerTask,
+      ranked: init.ranked ?? SCHEDULER_DEFAULTS.ranked
     }
     this.now = init.now ?? Date.now
     this.random = init.random ?? Math.random
@@ -259,6 +267,7 @@ export class Scheduler {
         seed: host.seed,
         slot: host.seed ? -1 : task.order.length,
         doneSlot: -1,
+        seenBy: 0,
         blocked: new Set(),
         backToSource: false,
         joinedAt: now,
@@ -374,10 +383,13 @@ export class Scheduler {
     const task = this.mustTask(digest)
     const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
     const me = peer.host
+    // A seed's child keeps its seed until it completes: the agent keeps that session
+    // anyway, and the seed's cap of children must go on counting it.
+    const keptSeeds = [...peer.parents].filter(id => task.seeds.has(id))
     this.dropParents(task, peer)
     if (peer.complete) return { parents: [], backToSource: false }
 
-    const exclude = new Set(options.exclude ?? [])
+    const exclude = options.exclude !== undefined && options.exclude.length > 0 ? new Set(options.exclude) : NO_PEERS
     const now = this.now()
     const candidates = this.sample(task, peer, exclude, now)
     const scored: Array<{ host: HostState, score: number }> = []
@@ -399,7 +411,14 @@ export class Scheduler {
         if (rack !== undefined && rack === host.labels.rack) score += 0.5
       }
       if (host.failures > 0 && now - host.lastFailureAt <= failureWindowMs) score -= 0.5 * host.failures
-      if (host.seed) score -= 0.75
+      if (host.seed) {
+        // Unranked, every peer is a candidate from the start, so the seed's few children are
+        // given it first: they are the swarm's only way in for new pieces.
+        score += !this.opts.ranked && cand.children.size < this.opts.seedChildrenPerTask ? 2 : -0.75
+      } else if (!this.opts.ranked && keptSeeds.length > 0 && [...cand.parents].some(id => task.seeds.has(id))) {
+        // The seed's children trade with each other, so the seed need send each piece once.
+        score += 1
+      }
       // A little noise breaks ties so equal peers share the load.
       score += this.random() * 0.05
       scored.push({ host, score })
@@ -409,15 +428,19 @@ export class Scheduler {
     // offer, the seed is still given.
     const capSeeds = scored.some(x => !x.host.seed)
     // The best maxParents by score: a partial selection, not a sort of the whole sample.
-    const chosen: Array<{ host: HostState, score: number }> = []
+    const kept = scored.filter(x => keptSeeds.includes(x.host.peerId))
+    const slots = this.opts.maxParents - kept.length
+    const best: Array<{ host: HostState, score: number }> = []
     for (const x of scored) {
+      if (keptSeeds.includes(x.host.peerId)) continue
       if (capSeeds && x.host.seed && (task.peers.get(x.host.peerId)?.children.size ?? 0) >= this.opts.seedChildrenPerTask) continue
-      if (chosen.length === this.opts.maxParents && x.score <= (chosen[chosen.length - 1] as { score: number }).score) continue
-      let i = chosen.length
-      while (i > 0 && (chosen[i - 1] as { score: number }).score < x.score) i--
-      chosen.splice(i, 0, x)
-      if (chosen.length > this.opts.maxParents) chosen.pop()
+      if (best.length === slots && (slots === 0 || x.score <= (best[best.length - 1] as { score: number }).score)) continue
+      let i = best.length
+      while (i > 0 && (best[i - 1] as { score: number }).score < x.score) i--
+      best.splice(i, 0, x)
+      if (best.length > slots) best.pop()
     }
+    const chosen = [...kept, ...best]
     for (const { host } of chosen) this.link(task, peer, host)
     let backToSource = false
     if (chosen.length === 0) {
@@ -436,10 +459,10 @@ export class Scheduler {
   }
 
   /** Whether a peer of the task may serve this child now. */
-  private eligible (task: TaskState, peer: PeerTaskState, cand: PeerTaskState, exclude: Set<string>, failureCutoff: number): boolean {
+  private eligible (task: TaskState, peer: PeerTaskState, cand: PeerTaskState, exclude: ReadonlySet<string>, failureCutoff: number): boolean {
     if (cand === peer) return false
     if (exclude.has(cand.peerId) || task.blocked.has(cand.peerId) || peer.blocked.has(cand.peerId)) return false
-    if (!cand.complete && cand.rank >= peer.rank) return false
+    if (this.opts.ranked && !cand.complete && cand.rank >= peer.rank) return false
     const host = cand.host
     if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) return false
     // A peer with no piece yet is a candidate only while it is itself downloading: its
@@ -453,7 +476,7 @@ export class Scheduler {
    * that joined before this one (lower ranks) and the complete peers; above twice the
    * sample it is probed at random rather than scanned, so a decision costs O(sample).
    */
-  private sample (task: TaskState, peer: PeerTaskState, exclude: Set<string>, now: number): PeerTaskState[] {
+  private sample (task: TaskState, peer: PeerTaskState, exclude: ReadonlySet<string>, now: number): PeerTaskState[] {
     const failureCutoff = now - this.opts.failureWindowMs
     const out: PeerTaskState[] = []
     for (const id of task.seeds) {
@@ -461,27 +484,21 @@ export class Scheduler {
       if (cand !== undefined && this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
     }
     const k = this.opts.sampleSize
-    const lower = peer.seed ? 0 : peer.slot
+    const lower = peer.seed ? 0 : this.opts.ranked ? peer.slot : task.order.length
     const pool = lower + task.completes.length
     const at = (r: number): PeerTaskState | undefined => r < lower ? task.order[r] : task.completes[r - lower]
-    if (pool <= 2 * k) {
-      const seen = new Set<PeerTaskState>()
-      for (let r = 0; r < pool; r++) {
-        const cand = at(r)
-        if (cand === undefined || cand.seed || seen.has(cand)) continue
-        seen.add(cand)
-        if (this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
-      }
-      return out
-    }
-    const seen = new Set<PeerTaskState>()
-    const want = out.length + k
-    for (let attempts = 4 * k; attempts > 0 && out.length < want; attempts--) {
-      const cand = at(Math.floor(this.random() * pool))
-      if (cand === undefined || cand.seed || seen.has(cand)) continue
-      seen.add(cand)
+    const mark = this.decisions
+    const consider = (cand: PeerTaskState | undefined): void => {
+      if (cand === undefined || cand.seed || cand.seenBy === mark) return
+      cand.seenBy = mark
       if (this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
     }
+    if (pool <= 2 * k) {
+      for (let r = 0; r < pool; r++) consider(at(r))
+      return out
+    }
+    const want = out.length + k
+    for (let attempts = 4 * k; attempts > 0 && out.length < want; attempts--) consider(at(Math.floor(this.random() * pool)))
     return out
   }
 

@@ -183,3 +183,25 @@ test('a leaving parent gives back its children: load and links stay consistent',
   assert.equal(s.hosts.get('p2')?.load, children('p2'))
   assert.ok(!s.tasks.get(D)?.peers.get('p2')?.children.has('p3'))
 })
+
+test('a seed child keeps its seed until it completes, so the cap counts it', () => {
+  const s = setup(6, { seedChildrenPerTask: 1, maxParents: 2 })
+  for (let i = 1; i <= 6; i++) s.joinTask(D, `p${i}`)
+  assert.deepEqual(s.parents(D, 'p1').parents.map(p => p.peerId), ['seed'])
+  // p1 now has better candidates than the seed, yet keeps it.
+  for (let i = 2; i <= 4; i++) s.reportPieces(D, `p${i}`, { complete: true })
+  assert.ok(s.parents(D, 'p1').parents.some(p => p.peerId === 'seed'))
+  assert.ok(!s.parents(D, 'p5').parents.some(p => p.peerId === 'seed'), 'the seed has its one child')
+  s.reportPieces(D, 'p1', { complete: true })
+  assert.equal(s.tasks.get(D)?.peers.get('seed')?.children.size, 0)
+})
+
+test('unranked, peers may take later peers as parents, and the seed its first children', () => {
+  const s = setup(4, { ranked: false, seedChildrenPerTask: 1 })
+  for (let i = 1; i <= 4; i++) s.joinTask(D, `p${i}`)
+  assert.deepEqual(s.parents(D, 'p1').parents.map(p => p.peerId), ['seed'], 'the first asker gets the seed')
+  s.reportPieces(D, 'p4', { pieces: [0, 1] })
+  const p2 = s.parents(D, 'p2').parents.map(p => p.peerId)
+  assert.ok(p2.includes('p4'), `p2 may take the later p4: ${p2.join(',')}`)
+  assert.ok(!p2.includes('seed'))
+})
