@@ -28,23 +28,33 @@ export async function run (opts: BenchOptions): Promise<CaseResult> {
     const init: SimInit = { peers, size: 512 * MiB, bandwidth: 16 * MiB }
     runs.push({ label: `N=${peers}`, init, result: simulate(init) })
   }
+  if (!opts.quick) {
+    // The scheduler's unranked mode (peers may take later peers as parents), for comparison.
+    const init: SimInit = { peers: SCALE_N, size: 512 * MiB, bandwidth: 16 * MiB, scheduler: { ranked: false } }
+    runs.push({ label: `N=${SCALE_N} unranked`, init, result: simulate(init) })
+  }
 
   const metrics: Metric[] = []
   const notes: string[] = []
   for (const { label, result: r } of runs) {
+    // Targets belong to the default configuration; variants are shown beside it.
     const cluster = r.peers === 16
-    const scale = r.peers === SCALE_N
+    const scale = label === `N=${SCALE_N}`
     metrics.push(
       { name: `${label}: p50 time ÷ (S÷B)`, value: r.ratioP50, unit: '×', ...(cluster ? { target: '≤ 1.10', ok: r.ratioP50 <= 1.10 } : scale ? { target: `≤ ${SCALE_TARGET}`, ok: r.ratioP50 <= SCALE_TARGET } : {}) },
       { name: `${label}: max time ÷ (S÷B)`, value: r.ratioMax, unit: '×', ...(cluster ? { target: '≤ 1.30', ok: r.ratioMax <= 1.30 } : scale ? { target: `≤ ${SCALE_TARGET}`, ok: r.ratioMax <= SCALE_TARGET } : {}) },
       { name: `${label}: origin egress ÷ S`, value: r.originRatio, unit: '×', target: '≤ 1.02', ok: r.originRatio <= 1.02 },
-      { name: `${label}: simulator run time`, value: r.wallMs / 1000, unit: 's' }
+      { name: `${label}: simulator CPU time`, value: r.cpuMs / 1000, unit: 's' }
     )
-    notes.push(`${label}: ${shape(r)}; seed upload ${r.seedUploadRatio.toFixed(2)} × S; hops from the seed mean ${r.hopsMean.toFixed(1)}, max ${r.hopsMax}; first piece p50 ${(r.firstPieceP50Ms / 1000).toFixed(1)} s, max ${(r.firstPieceMaxMs / 1000).toFixed(1)} s; ${r.agentsToOrigin} agents went to the origin; ${r.decisions} parent decisions, ${r.events} events${r.unfinished > 0 ? `; ${r.unfinished} agents UNFINISHED at ${(r.endMs / 1000).toFixed(0)} s` : ''}`)
+    notes.push(`${label}: ${shape(r)}; seed upload ${r.seedUploadRatio.toFixed(2)} × S; hops from the seed mean ${r.hopsMean.toFixed(1)}, max ${r.hopsMax}; first piece p50 ${(r.firstPieceP50Ms / 1000).toFixed(1)} s, max ${(r.firstPieceMaxMs / 1000).toFixed(1)} s; ${r.agentsToOrigin} agents went to the origin; ${r.decisions} parent decisions, ${r.events} events, ${(r.wallMs / 1000).toFixed(1)} s wall${r.unfinished > 0 ? `; ${r.unfinished} agents UNFINISHED at ${(r.endMs / 1000).toFixed(0)} s` : ''}`)
   }
-  const scale = runs.find(r => r.result.peers === SCALE_N)?.result
+  const cluster = runs[0]?.result
+  if (cluster !== undefined && (cluster.ratioP50 > 1.10 || cluster.ratioMax > 1.30)) {
+    notes.push(`N=16 misses the cluster case's targets (p50 ≤ 1.10, max ≤ 1.30) in the model too: with the origin fast, the seed still sends pieces ${cluster.seedUploadRatio.toFixed(2)} times and its first piece reaches the deepest agent after ${(cluster.firstPieceMaxMs / 1000).toFixed(1)} s (${cluster.hopsMax} hops)`)
+  }
+  const scale = runs.find(r => r.label === `N=${SCALE_N}`)?.result
   if (scale !== undefined && Math.max(scale.ratioP50, scale.ratioMax) > SCALE_TARGET) {
-    notes.push(`N=${SCALE_N} misses ≤ ${SCALE_TARGET}: the seed's children run at about B ÷ 2 (seed upload ${scale.seedUploadRatio.toFixed(2)} × S) and pieces travel ${scale.hopsMean.toFixed(1)} hops on average, each hop at least two piece times (upload limiter, then download limiter)`)
+    notes.push(`N=${SCALE_N} misses ≤ ${SCALE_TARGET}: the seed sends pieces ${scale.seedUploadRatio.toFixed(2)} times on average (its children ask for the same new pieces), so the swarm takes in new pieces at well under B; and a parent's children ask it for the same fresh pieces, so its upload is split among them rather than spent on distinct pieces they could trade`)
   }
   return {
     name: 'simulate',

@@ -7,9 +7,10 @@
  * The model, after src/transfer/p2p.ts, src/p2p/server.ts and supernode/seed.ts:
  * - Every node has an upload and a download cap B, each a token bucket in call order like
  *   the real rate limiter. A parent serves each child session one piece at a time and takes
- *   the whole piece from its upload bucket before sending it; the child takes the whole
- *   piece from its download bucket after receiving it, then verifies and announces it
- *   (HAVE to its own children, batched report to the supernode).
+ *   the whole piece from its upload bucket before sending it; the child charges the piece
+ *   to its download bucket when it asks for it (or, with chargeDownload 'receive', as the
+ *   agent did before, after it arrived), then verifies and announces it (HAVE to its own
+ *   children, batched report to the supernode).
  * - An agent registers the task (the scheduler joins it and chooses parents, as the API
  *   does), opens sessions to up to maxParents parents, keeps windowPerParent requests in
  *   flight per parent (seedWindow to a seed once it has peers too), asks again for parents
@@ -35,16 +36,26 @@ export interface AgentModel {
   reportIntervalMs: number
   rebalanceMs: number
   stallTimeoutMs: number
+  /**
+   * When a piece is charged to the child's download limiter: after it arrived ('receive',
+   * one more piece time per hop) or while it is requested ('request', overlapping the
+   * parent's upload wait).
+   */
+  chargeDownload: 'receive' | 'request'
+  /** Whether a streaming reader joined (only then does the in-order head apply). */
+  streaming: boolean
 }
 
 export const AGENT_DEFAULTS: AgentModel = {
-  windowPerParent: 4,
+  windowPerParent: 1,
   inOrderWindow: 2,
   maxParents: 4,
   seedWindow: 1,
   reportIntervalMs: 200,
   rebalanceMs: 2000,
-  stallTimeoutMs: 5000
+  stallTimeoutMs: 5000,
+  chargeDownload: 'request',
+  streaming: false
 }
 
 export interface SimInit {
@@ -96,6 +107,8 @@ export interface SimResult {
   /** Virtual time the run ended, ms. */
   endMs: number
   wallMs: number
+  /** CPU time of the run (the machine may be busy with other work), ms. */
+  cpuMs: number
   unfinished: number
 }
 
@@ -110,7 +123,7 @@ interface Node {
   served: Set<Session>
 }
 
-interface Session { parent: Node, child: Agent, link: Link, queue: number[], working: boolean, closed: boolean }
+interface Session { parent: Node, child: Agent, link: Link, queue: number[], working: boolean, closed: boolean, charged: Map<number, number> }
 
 interface Link {
   node: Node
@@ -156,6 +169,7 @@ function quantile (xs: number[], q: number): number {
 
 export function simulate (init: SimInit): SimResult {
   const wallStart = performance.now()
+  const cpuStart = process.cpuUsage()
   const a = { ...AGENT_DEFAULTS, ...init.agent }
   const B = init.bandwidth / 1000
   const originRate = (init.originRate ?? init.bandwidth) / 1000
@@ -177,7 +191,7 @@ export function simulate (init: SimInit): SimResult {
   let seedUpload = 0
   let agentsToOrigin = 0
   let finished = 0
-  const choiceOptions = { inOrderWindow: a.inOrderWindow, random }
+  const choiceOptions = { inOrderWindow: a.streaming ? a.inOrderWindow : 0, random }
 
   const node = (id: string, seed: boolean): Node => ({
     id, seed, have: new Uint8Array(n), count: 0, hops: new Uint16Array(n), up: new VirtualBucket(B, 0), served: new Set()
@@ -267,7 +281,7 @@ export function simulate (init: SimInit): SimResult {
       ag.links.set(info.peerId, link)
       q.after(connectMs, () => {
         if (ag.links.get(info.peerId) !== link || ag.done !== undefined) return
-        link.session = { parent: nd, child: ag, link, queue: [], working: false, closed: false }
+        link.session = { parent: nd, child: ag, link, queue: [], working: false, closed: false, charged: new Map() }
         nd.served.add(link.session)
         rebuildOpen(ag)
         wake(ag)
@@ -307,7 +321,8 @@ export function simulate (init: SimInit): SimResult {
   function receive (s: Session, index: number, fromHops: number): void {
     const ag = s.child
     if (s.closed || ag.done !== undefined) return
-    const verified = ag.down.take(q.now, bytesOf(index))
+    const verified = a.chargeDownload === 'request' ? Math.max(q.now, s.charged.get(index) ?? q.now) : ag.down.take(q.now, bytesOf(index))
+    s.charged.delete(index)
     q.at(verified, () => {
       if (ag.have[index] === 0) gotPiece(ag, index, fromHops + 1)
       for (const l of ag.links.values()) if (l.session === s) l.inflight.delete(index)
@@ -339,6 +354,7 @@ export function simulate (init: SimInit): SimResult {
     link.inflight.add(index)
     ag.inflight.add(index)
     const s = link.session as Session
+    if (a.chargeDownload === 'request') s.charged.set(index, ag.down.take(q.now, bytesOf(index)))
     q.after(latencyMs, () => {
       if (s.closed) return
       s.queue.push(index)
@@ -347,8 +363,9 @@ export function simulate (init: SimInit): SimResult {
   }
 
   function fill (ag: Agent): void {
-    const ordered = [...ag.links.values()].sort((x, y) => Number(x.seed) - Number(y.seed))
-    for (const l of ordered) {
+    // Peer parents first, seeds last, as the agent does.
+    for (const seedPass of [false, true]) for (const l of ag.links.values()) {
+      if (l.seed !== seedPass) continue
       const window = l.seed && ag.links.size > 1 ? a.seedWindow : a.windowPerParent
       while (l.session !== undefined && l.dirty && l.inflight.size < window) {
         const index = choosePiece(ag.state, l.choice, choiceOptions)
@@ -470,6 +487,7 @@ export function simulate (init: SimInit): SimResult {
     events: q.processed,
     endMs: q.now,
     wallMs: performance.now() - wallStart,
+    cpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage(cpuStart)),
     unfinished: agents.length - finished
   }
 }
