@@ -440,7 +440,8 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         // A failed request gives its reservation back.
         const [data] = await Promise.all([
           session.request(index, { signal: pieceSignal }).catch((err: unknown) => { failed.abort(); throw err }),
-          components.downloadLimiter?.take(blob.pieceRange(index).length, AbortSignal.any([pieceSignal, failed.signal]))
+          // The piece timeout covers the parent, not this node's own cap.
+          components.downloadLimiter?.take(blob.pieceRange(index).length, AbortSignal.any([signal, failed.signal]))
         ])
         await blob.writePiece(index, data)
         stats.peerBytes += data.byteLength
