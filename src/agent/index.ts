@@ -140,15 +140,37 @@ async function startContainers (dataRoot: string, log: Logger, components: { con
 }
 
 /** Removing an image also frees the layer snapshots nothing else uses, as containerd's GC does. */
-function releasingSnapshots (images: ImageService, collector: SnapshotCollector, log: Logger): ImageService {
+/**
+ * The image service as the Engine API sees it when containers run here: docker's rule that
+ * an image a container uses is only removed with force (removing one of several tags is
+ * always fine), and layer snapshots released once their last image goes.
+ */
+function withContainers (images: ImageService, containers: ContainerService & SnapshotCollector, log: Logger): ImageService {
   return {
     ...images,
     remove: async (nameOrId, options) => {
+      if (options?.force !== true) await refuseIfUsed(images, containers, nameOrId)
       const result = await images.remove(nameOrId, options)
-      await collector.collectSnapshots().catch(err => { log.warn({ err }, 'snapshot collection after image removal failed') })
+      await containers.collectSnapshots().catch(err => { log.warn({ err }, 'snapshot collection after image removal failed') })
       return result
     }
   }
+}
+
+async function refuseIfUsed (images: ImageService, containers: ContainerService, nameOrId: string): Promise<void> {
+  const detail = await images.inspect(nameOrId)
+  const bare = nameOrId.replace(/^sha256:/, '')
+  const byId = /^[0-9a-f]{1,64}$/.test(bare) && detail.id.replace(/^sha256:/, '').startsWith(bare)
+  // Untagging one of several names leaves the image, and its containers, as they were.
+  if (!byId && detail.repoTags.length > 1) return
+  const user = (await containers.list({ all: true })).find(c => c.ImageID === detail.id)
+  if (user === undefined) return
+  const cid = user.Id.slice(0, 12)
+  const iid = detail.id.replace(/^sha256:/, '').slice(0, 12)
+  const message = byId
+    ? `conflict: unable to delete ${iid} (must be forced) - image is being used by ${user.State === 'running' ? 'running' : 'stopped'} container ${cid}`
+    : `conflict: unable to remove repository reference "${nameOrId}" (must force) - container ${cid} is using its referenced image ${iid}`
+  throw new JoeyError('ERR_IN_USE', message, { detail: { image: detail.id, container: user.Id } })
 }
 
 async function osRelease (): Promise<{ name: string, version: string }> {
@@ -318,7 +340,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       runtimeVersion: `node${process.versions.node} (${arch()})`
     }
     const containers = containerService = await startContainers(config.dataRoot, log, { contentStore, images })
-    if (containers !== undefined) imageService = releasingSnapshots(images, containers, log)
+    if (containers !== undefined) imageService = withContainers(images, containers, log)
     const api = app = await buildEngineApi({ signal: shutdown.signal }, { logger: log, images: imageService, metrics, system, ...(containers !== undefined ? { containers } : {}) })
     // The mirror listens before the Engine API answers /_ping: a client told "joeyd is up"
     // must not find the mirror closed and quietly fall back to the registry.

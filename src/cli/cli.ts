@@ -7,6 +7,7 @@ import { registerInspect } from './commands/inspect.js'
 import { registerMirror } from './commands/mirror.js'
 import { registerPull } from './commands/pull.js'
 import { registerRmi } from './commands/rmi.js'
+import { registerTag } from './commands/tag.js'
 import { registerVersion } from './commands/version.js'
 import { DEFAULT_HOST, HOST_ENV } from './constants.js'
 import type { CliIO, CommandContext } from './context.js'
@@ -42,6 +43,7 @@ export function createProgram (ctx: CommandContext): Command {
   registerPull(program, ctx)
   registerImages(program, ctx)
   registerRmi(program, ctx)
+  registerTag(program, ctx)
   registerInspect(program, ctx)
   registerVersion(program, ctx)
   registerMirror(program, ctx)

@@ -142,6 +142,12 @@ export class EngineClient {
     return Array.isArray(items) ? items : []
   }
 
+  /** POST /images/{name}/tag: `target` is repo[:tag]. */
+  async tagImage (source: string, target: string, options: AbortOptions = {}): Promise<void> {
+    const { repo, tag } = splitRepoTag(target)
+    await this.empty('POST', imagePath(source, '/tag'), { ...options, query: { repo, ...(tag !== undefined ? { tag } : {}) } })
+  }
+
   /**
    * POST /images/create: yields the daemon's progress messages as they arrive. A failure the
    * daemon reports mid-stream (errorDetail) is thrown, so a finished iteration means success.
@@ -262,4 +268,11 @@ export class EngineClient {
 
 export function createEngineClient (init: EngineClientInit): EngineClient {
   return new EngineClient(init)
+}
+
+/** Splits repo[:tag] at the last colon that comes after the last slash (host:port/repo has none). */
+export function splitRepoTag (ref: string): { repo: string, tag?: string } {
+  const at = ref.lastIndexOf(':')
+  if (at <= ref.lastIndexOf('/')) return { repo: ref }
+  return { repo: ref.slice(0, at), tag: ref.slice(at + 1) }
 }

@@ -6,7 +6,7 @@ import {
 } from '../distribution/index.js'
 import type { TransferManager } from '../transfer/index.js'
 import type { ImageDetail, ImageService, ImageSummary, PullEvent, PullOptions, PullResult, RemoveResult } from './types.js'
-import { MANIFEST_LABEL, MAX_CONCURRENT_DOWNLOADS, MIN_ID_PREFIX, PROGRESS_INTERVAL_MS, PULL_LEASE_TTL_MS } from './constants.js'
+import { MANIFEST_LABEL, TAGGED_LABEL, MAX_CONCURRENT_DOWNLOADS, MIN_ID_PREFIX, PROGRESS_INTERVAL_MS, PULL_LEASE_TTL_MS } from './constants.js'
 
 export type { ImageDetail, ImageService, ImageSummary, PullEvent, PullOptions, PullResult, RemoveResult } from './types.js'
 export { MANIFEST_LABEL } from './constants.js'
@@ -400,7 +400,7 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
   function summarize (group: Resolved[]): ImageSummary {
     const first = group[0]!
     const repoTags = uniq(group.filter(r => r.ref.digest === undefined).map(r => familiarRef(r.ref)))
-    const repoDigests = uniq(group.map(r => `${familiarRepository(r.ref)}@${r.record.target.digest}`))
+    const repoDigests = uniq(group.filter(r => r.record.labels[TAGGED_LABEL] === undefined).map(r => `${familiarRepository(r.ref)}@${r.record.target.digest}`))
     const size = first.manifest.config.size + first.manifest.layers.reduce((n, l) => n + l.size, 0)
     return { id: first.configDigest, repoTags, repoDigests, created: createdOf(first.config), size, platform: platformOf(first.config) }
   }
@@ -486,7 +486,7 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
     const gone = new Set(found.matches.map(r => r.record.name))
     const remaining = all.filter(r => !gone.has(r.record.name))
     for (const r of found.matches) {
-      if (r.ref.digest !== undefined) continue
+      if (r.ref.digest !== undefined || r.record.labels[TAGGED_LABEL] !== undefined) continue
       const repoDigest = `${familiarRepository(r.ref)}@${r.record.target.digest}`
       const stillNamed = remaining.some(o => o.ref.name === r.ref.name && o.record.target.digest === r.record.target.digest)
       if (!stillNamed && !untagged.includes(repoDigest)) untagged.push(repoDigest)
@@ -495,6 +495,17 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
     const deleted = [...gc.removedBlobs].sort((a, b) => (a === id ? -1 : b === id ? 1 : 0))
     log.info({ image: nameOrId, untagged, deleted: deleted.length }, 'removed image')
     return { untagged, deleted }
+  }
+
+  async function tag (source: string, target: string): Promise<void> {
+    const ref = parseReference(target)
+    if (ref.digest !== undefined) {
+      throw new JoeyError('ERR_INVALID_REFERENCE', `refusing to create a tag with a digest reference: ${target}`, { detail: { reference: target } })
+    }
+    const chosen = lookupIn(await loadAll(), source).matches[0]!
+    // The record keeps the source's target and platform choice, so both names are one image.
+    await store.putImage({ name: recordName(ref), target: chosen.record.target, labels: { ...chosen.record.labels, [TAGGED_LABEL]: 'true' } })
+    log.info({ image: source, name: familiarRef(ref), id: chosen.configDigest }, 'tagged image')
   }
 
   async function staleRecord (nameOrId: string): Promise<ImageRecord | undefined> {
@@ -508,5 +519,5 @@ export function createImageService (init: ImageServiceInit, components: ImageSer
     }
   }
 
-  return { pull, list, inspect, remove }
+  return { pull, list, inspect, remove, tag }
 }

@@ -59,6 +59,8 @@ export interface ImageService {
   inspect: (nameOrId: string) => Promise<ImageDetail>
   /** Untags; when the last name goes, runs GC so unshared blobs are freed. */
   remove: (nameOrId: string, options?: { force?: boolean }) => Promise<RemoveResult>
+  /** Gives the image `source` names another name (`repo[:tag]`, tag `latest` when absent), like docker tag. */
+  tag: (source: string, target: string) => Promise<void>
 }
 
 export type { Descriptor, Platform }

@@ -130,6 +130,16 @@ describe('the docker CLI against joeyd', { skip: docker === undefined ? `no dock
     assert.ok(value('joeyd_content_blobs') >= 3)
   })
 
+  test('docker tag adds a name; docker rmi of it only untags', async () => {
+    const t = await run('tag', ref, 'example.com/team/app:v1')
+    assert.equal(t.code, 0, t.stderr)
+    const inspect = await run('image', 'inspect', '--format', '{{.Id}}', 'example.com/team/app:v1')
+    assert.equal(inspect.stdout.trim(), configDigest)
+    const un = await run('rmi', 'example.com/team/app:v1')
+    assert.equal(un.code, 0, un.stderr)
+    assert.equal(un.stdout.trim(), 'Untagged: example.com/team/app:v1')
+  })
+
   test('docker rmi untags and deletes', async () => {
     const r = await run('rmi', ref)
     assert.equal(r.code, 0, r.stderr)

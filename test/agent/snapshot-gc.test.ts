@@ -110,4 +110,28 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
     assert.equal((await api('DELETE', `/images/${registry.host}/busybox:latest`)).status, 200)
     assert.deepEqual(await committed(), [])
   })
+
+  test('rmi of an image a container uses is refused without force, as docker does; a second tag may go', async () => {
+    await pull('busybox')
+    const ref = `${registry.host}/busybox:latest`
+    const c = await create('busybox')
+    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+
+    const byName = await api('DELETE', `/images/${ref}`)
+    assert.equal(byName.status, 409, JSON.stringify(byName.json))
+    assert.match((byName.json as { message: string }).message, /unable to remove repository reference .* \(must force\) - container [0-9a-f]{12} is using its referenced image/)
+    const byId = await api('DELETE', `/images/${id.replace('sha256:', '').slice(0, 12)}`)
+    assert.equal(byId.status, 409, JSON.stringify(byId.json))
+    assert.match((byId.json as { message: string }).message, /unable to delete [0-9a-f]{12} \(must be forced\) - image is being used by stopped container/)
+    assert.equal((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).status, 200, 'the image is still there')
+    assert.deepEqual(await committed(), sorted(busyboxChain), 'and so are its layers')
+
+    // With a second name, removing one name only untags.
+    assert.equal((await api('POST', `/images/${encodeURIComponent(ref)}/tag?repo=${encodeURIComponent(`${registry.host}/other`)}&tag=v1`)).status, 201)
+    assert.equal((await api('DELETE', `/images/${registry.host}/other:v1`)).status, 200)
+
+    assert.equal((await api('DELETE', `/containers/${c}`)).status, 204)
+    assert.equal((await api('DELETE', `/images/${ref}`)).status, 200)
+    assert.deepEqual(await committed(), [])
+  })
 })

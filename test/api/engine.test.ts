@@ -201,6 +201,25 @@ describe('Engine API: image routes', () => {
     assert.equal(conflict.statusCode, 409)
     assert.match(conflict.json().message, /^conflict: unable to delete/)
   })
+
+  test('POST /images/{name}/tag: 201 with repo and tag, latest without a tag, 400 without repo, 404 for an unknown image', async () => {
+    const ok = await t.app.inject({ method: 'POST', url: '/images/127.0.0.1:5000/busybox:latest/tag?repo=example.com/app&tag=v1' })
+    assert.equal(ok.statusCode, 201)
+    assert.equal(ok.body, '')
+    const bare = await t.app.inject({ method: 'POST', url: `/images/${CONFIG_DIGEST}/tag?repo=example.com/app` })
+    assert.equal(bare.statusCode, 201)
+    assert.deepEqual(t.images.tags, [
+      { source: '127.0.0.1:5000/busybox:latest', target: 'example.com/app:v1' },
+      { source: CONFIG_DIGEST, target: 'example.com/app' }
+    ])
+    const noRepo = await t.app.inject({ method: 'POST', url: '/images/127.0.0.1:5000/busybox:latest/tag' })
+    assert.equal(noRepo.statusCode, 400)
+    assert.match(noRepo.json().message, /repo/)
+    const missing = await t.app.inject({ method: 'POST', url: '/images/ghost:1/tag?repo=x' })
+    assert.equal(missing.statusCode, 404)
+    const other = await t.app.inject({ method: 'POST', url: '/images/127.0.0.1:5000/busybox:latest/push' })
+    assert.equal(other.statusCode, 404)
+  })
 })
 
 describe('Engine API: POST /images/create', () => {

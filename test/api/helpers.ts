@@ -101,6 +101,12 @@ export class FakeImages implements ImageService {
     await this.inspect(nameOrId)
     return { untagged: [nameOrId, `127.0.0.1:5000/busybox@${MANIFEST_DIGEST}`], deleted: [CONFIG_DIGEST, LAYER_DIGEST] }
   }
+
+  tags: Array<{ source: string, target: string }> = []
+  async tag (source: string, target: string): Promise<void> {
+    await this.inspect(source)
+    this.tags.push({ source, target })
+  }
 }
 
 export interface TestApp {

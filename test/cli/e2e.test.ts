@@ -172,6 +172,23 @@ describe('joey against joeyd and a real registry', { skip: HAVE_JOEYD ? false : 
     assert.ok(!r.stdout.includes(`${registry?.host}/busybox:nosuchtag\n`), 'no success line')
   })
 
+  test('tag gives the image a second name; rmi of that name only untags; bad targets fail', async () => {
+    const t = await joey(['tag', ref, 'example.com/team/app:v1'])
+    assert.equal(t.code, 0, t.stderr)
+    assert.equal(t.stdout, '')
+    const names = await joey(['images', '--format', '{{.Repository}}:{{.Tag}}'])
+    assert.deepEqual(names.stdout.trim().split('\n').sort(), [ref, 'example.com/team/app:v1'].sort())
+    const bad = await joey(['tag', ref, 'example.com/app@sha256:' + 'a'.repeat(64)])
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /refusing to create a tag with a digest reference/)
+    const missing = await joey(['tag', 'ghost:1', 'example.com/x:1'])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /No such image: ghost:1/)
+    const un = await joey(['rmi', 'example.com/team/app:v1'])
+    assert.equal(un.code, 0, un.stderr)
+    assert.equal(un.stdout, 'Untagged: example.com/team/app:v1\n')
+  })
+
   test('rmi untags and deletes; a second rmi fails', async () => {
     const r = await joey(['rmi', ref])
     assert.equal(r.code, 0, r.stderr)

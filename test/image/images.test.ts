@@ -162,4 +162,25 @@ describe('image list, inspect and remove', () => {
     assert.deepEqual(await images.list(), [])
     assert.deepEqual(await store.list(), [])
   })
+
+  test('tag: a second name for the same image; untagging one name keeps the other and every blob', async () => {
+    const { images, store } = await envs.make()
+    await images.pull(`${host}/test/two:latest`, { platform: 'linux/amd64' })
+    await images.tag(`${host}/test/two:latest`, 'example.com/team/app:v2')
+    await images.tag(two.configs[0]!.digest.slice(7, 19), 'example.com/team/app')
+    const summary = (await images.list()).find(s => s.id === two.configs[0]!.digest)
+    assert.deepEqual(new Set(summary?.repoTags), new Set([`${host}/test/two:latest`, 'example.com/team/app:v2', 'example.com/team/app:latest']))
+    assert.equal((await images.inspect('example.com/team/app:v2')).id, two.configs[0]!.digest, 'the platform chosen at pull is kept')
+    assert.deepEqual(summary?.repoDigests, [`${host}/test/two@${two.root.digest}`], 'a tagged name has no repo digest, as in docker')
+
+    await assert.rejects(images.tag(`${host}/test/two:latest`, 'example.com/app@sha256:' + 'a'.repeat(64)), { code: 'ERR_INVALID_REFERENCE' })
+    await assert.rejects(images.tag(`${host}/test/two:latest`, 'Bad Name'), { code: 'ERR_INVALID_REFERENCE' })
+    await assert.rejects(images.tag('ghost:1', 'example.com/x:1'), { code: 'ERR_IMAGE_NOT_FOUND' })
+
+    await images.remove(`${host}/test/two:latest`)
+    assert.deepEqual(await images.remove('example.com/team/app:latest'), { untagged: ['example.com/team/app:latest'], deleted: [] })
+    for (const b of [two.root, two.manifests[0]!, two.configs[0]!, two.layers[0]!]) assert.equal(await store.has(b.digest), true)
+    await images.remove('example.com/team/app:v2')
+    assert.deepEqual(await store.list(), [])
+  })
 })

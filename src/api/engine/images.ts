@@ -52,6 +52,8 @@ type NameParams = Static<typeof NameParams>
 
 const DeleteQuery = Type.Object({ force: QueryFlag, noprune: QueryFlag })
 type DeleteQuery = Static<typeof DeleteQuery>
+const TagQuery = Type.Object({ repo: Type.Optional(Type.String()), tag: Type.Optional(Type.String()) })
+type TagQuery = Static<typeof TagQuery>
 
 /** dockerd's httputils.BoolValue: anything but "", 0, no, false and none is true. */
 export function boolValue (value: string | undefined): boolean {
@@ -337,6 +339,16 @@ export function imageRoutes (components: ImageRoutesComponents): (app: FastifyIn
       const name = imageName(request.params as NameParams, '/json')
       if (name === undefined || name === '') return notFoundRoute(reply)
       return inspectView(await images.inspect(name), driver)
+    })
+
+    // docker tag: POST /images/{name}/tag?repo=&tag= answers 201 without a body.
+    app.post('/images/*', { schema: { params: NameParams, querystring: TagQuery } }, async (request, reply) => {
+      const name = imageName(request.params as NameParams, '/tag')
+      if (name === undefined || name === '') return notFoundRoute(reply)
+      const q = request.query as TagQuery
+      if (q.repo === undefined || q.repo === '') throw new JoeyError('ERR_INVALID_ARGUMENT', 'repository name (repo) is required to tag an image')
+      await images.tag(name, q.tag !== undefined && q.tag !== '' ? `${q.repo}:${q.tag}` : q.repo)
+      return reply.status(201).send()
     })
 
     app.delete('/images/*', { schema: { params: NameParams, querystring: DeleteQuery } }, async (request, reply) => {
