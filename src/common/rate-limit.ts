@@ -4,6 +4,16 @@ import { JoeyError, isAbortError } from './errors.js'
 /** Throttles a flow of bytes: `take` resolves once `bytes` may be sent or received. */
 export interface RateLimiter {
   take: (bytes: number, signal?: AbortSignal) => Promise<void>
+  /**
+   * Debits `bytes` at once, in call order with takes, and returns the ms until the last of
+   * them is paid for (0 when the bucket covers them). A sender that paces the bytes over
+   * the slot ending then keeps to the rate without holding anyone else up.
+   */
+  reserve: (bytes: number) => number
+  /** Gives back bytes reserved or taken but never sent. */
+  refund: (bytes: number) => void
+  /** The rate, bytes per second. */
+  readonly bytesPerSecond: number
 }
 
 export interface RateLimiterOptions {
@@ -35,9 +45,25 @@ export function createRateLimiter (bytesPerSecond: number, options: RateLimiterO
     last = t
   }
 
+  function check (bytes: number): void {
+    if (!Number.isFinite(bytes) || bytes < 0) throw new JoeyError('ERR_INVALID_ARGUMENT', `cannot take ${String(bytes)} bytes from a rate limiter`)
+  }
+
   return {
+    bytesPerSecond,
+    reserve (bytes) {
+      check(bytes)
+      refill()
+      tokens -= bytes
+      return tokens >= 0 ? 0 : -tokens * 1000 / bytesPerSecond
+    },
+    refund (bytes) {
+      check(bytes)
+      refill()
+      tokens = Math.min(burst, tokens + bytes)
+    },
     async take (bytes, signal) {
-      if (!Number.isFinite(bytes) || bytes < 0) throw new JoeyError('ERR_INVALID_ARGUMENT', `cannot take ${String(bytes)} bytes from a rate limiter`)
+      check(bytes)
       if (signal?.aborted === true) throw new JoeyError('ERR_ABORTED', 'rate limiter wait aborted', { cause: signal.reason })
       refill()
       tokens -= bytes

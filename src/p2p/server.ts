@@ -6,6 +6,7 @@
  * Memory per stream stays at about two pieces: the next piece is read while the previous
  * one drains, and nothing more is read until the transport takes it.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { JoeyError, errorMessage, isDigest, toJoeyError, type ErrorCode, type Logger, type RateLimiter } from '../common/index.js'
 import { encodeMessage, encodePieceHead, FrameDecoder, type Message } from './codec.js'
 import {
@@ -38,7 +39,6 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
   const helloTimeoutMs = positive(init.helloTimeoutMs, HELLO_TIMEOUT_MS, 'helloTimeoutMs')
   const active = new Set<{ abort: (reason: string) => void }>()
   let running = false
-
   /** Ends a stream after a last ERROR: close our side, reset it if the peer does not close theirs. */
   function endWithError (stream: Stream, code: ErrorCode, message: string, index?: number): void {
     try {
@@ -244,22 +244,40 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
 
     /**
      * A PIECE under the upload limit: the head, then the payload in small chunks, each
-     * after the limiter admits it, so the receiver's own limit paces the same bytes at
-     * the same time. Once the head is out the frame is finished whatever happens to the
-     * request: a cut frame would break the stream.
+     * once the limiter's slot for the piece has paid for it, so the receiver's own limit
+     * paces the same bytes at the same time. The slot was reserved whole, in request
+     * order across all streams: pieces keep going out one after another (a peer can relay
+     * a piece only once it has all of it), and a slow reader delays only itself. Once the
+     * head is out the frame is finished whatever happens to the request: a cut frame
+     * would break the stream.
      */
-    async function sendPaced (limiter: RateLimiter, index: number, data: Uint8Array): Promise<boolean> {
-      if (!sendBytes(encodePieceHead(index, data.byteLength))) return false
+    async function sendPaced (limiter: RateLimiter, slotEnd: number, index: number, data: Uint8Array): Promise<boolean> {
+      const msPerByte = 1000 / limiter.bytesPerSecond
+      const slotStart = slotEnd - data.byteLength * msPerByte
+      if (!sendBytes(encodePieceHead(index, data.byteLength))) { limiter.refund(data.byteLength); return false }
       for (let off = 0; off < data.byteLength; off += PACE_CHUNK_BYTES) {
-        const chunk = data.subarray(off, Math.min(data.byteLength, off + PACE_CHUNK_BYTES))
+        const end = Math.min(data.byteLength, off + PACE_CHUNK_BYTES)
+        const wait = slotStart + end * msPerByte - performance.now()
         try {
-          await limiter.take(chunk.byteLength, closed.signal)
+          if (wait > 1) await sleep(wait, undefined, { signal: closed.signal })
         } catch {
+          limiter.refund(data.byteLength - off)
           return false
         }
-        if (!await drained() || !sendBytes(chunk)) return false
+        if (!await drained() || !sendBytes(data.subarray(off, end))) return false
       }
       return true
+    }
+
+    /** Waits until a slot reserved for `bytes` and ending at `slotEnd` begins; false if `signal` aborts first. */
+    async function slotOpens (limiter: RateLimiter, slotEnd: number, bytes: number, signal: AbortSignal): Promise<boolean> {
+      const wait = slotEnd - bytes * 1000 / limiter.bytesPerSecond - performance.now()
+      try {
+        if (wait > 1) await sleep(wait, undefined, { signal })
+      } catch {
+        return false
+      }
+      return !signal.aborted && state === 'open'
     }
 
     async function pump (): Promise<void> {
@@ -270,11 +288,16 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
           const [index, ctl] = item
           const t = task as Served
           const bytes = pieceLength(t.size, t.pieceSize, index)
+          const limiter = init.uploadLimiter
+          // The piece's slot under the upload limit is reserved before it is read, in
+          // request order; a piece that is not sent after all gives it back.
+          const slotEnd = limiter !== undefined ? performance.now() + limiter.reserve(bytes) : 0
           let data: Uint8Array
           try {
             data = await source.readPiece(t.digest, index, { signal: ctl.signal })
             if (data.byteLength !== bytes) throw new JoeyError('ERR_INTERNAL', `piece source returned ${data.byteLength} bytes for a ${bytes}-byte piece`)
           } catch (err) {
+            limiter?.refund(bytes)
             if (inflight.get(index) !== ctl) continue
             inflight.delete(index)
             const e = toJoeyError(err, 'ERR_UNAVAILABLE')
@@ -282,13 +305,16 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
             send({ type: 'ERROR', code: e.code === 'ERR_NOT_FOUND' ? 'ERR_NOT_FOUND' : 'ERR_UNAVAILABLE', message: `cannot read piece ${index}`, index })
             continue
           }
-          // This piece was read while the transport still had the previous one.
-          if (!await drained()) return
-          if (inflight.get(index) !== ctl) continue
+          // This piece was read while the transport still had the previous one. Under the
+          // limit it then waits for its slot as a request a CANCEL can still withdraw.
+          if (!await drained() || inflight.get(index) !== ctl || (limiter !== undefined && !await slotOpens(limiter, slotEnd, bytes, ctl.signal))) {
+            limiter?.refund(bytes)
+            if (state !== 'open') return
+            continue
+          }
           inflight.delete(index)
-          const limiter = init.uploadLimiter
           if (limiter === undefined) send({ type: 'PIECE', index, payload: data })
-          else if (!await sendPaced(limiter, index, data)) return
+          else if (!await sendPaced(limiter, slotEnd, index, data)) return
           init.onServed?.(bytes, peer)
         }
       } finally {

@@ -54,6 +54,16 @@ describe('rate-limited piece transfer', () => {
     assert.ok(ms < 1600, `took ${ms.toFixed(0)} ms: the two limits were paid one after the other`)
   })
 
+  test('under the upload limit pieces go out one at a time, not interleaved across streams', async () => {
+    // Interleaved chunks would finish both pieces together after two piece-times; a peer
+    // can pass a piece on only once it has all of it, so the first should land after one.
+    const [a, b] = await Promise.all([timedPiece(0), timedPiece(1)])
+    const first = Math.min(a, b)
+    const last = Math.max(a, b)
+    assert.ok(first < 1600, `first piece took ${first.toFixed(0)} ms`)
+    assert.ok(last > 1500, `second piece took ${last.toFixed(0)} ms: the upload limit did not hold`)
+  })
+
   test('a limited receiver paces what it reads (the piece is handed out after its last byte is admitted)', async () => {
     // A receive limit at half the server's rate sets the pace: about two seconds.
     const ms = await timedPiece(1, createRateLimiter(RATE / 2, { burstBytes: BURST }))

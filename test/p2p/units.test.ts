@@ -240,6 +240,21 @@ describe('rate limiter', () => {
     assert.ok(measured < rate * 1.15 && measured > rate * 0.7, `measured ${(measured / MiB).toFixed(2)} MiB/s for ${rate / MiB} MiB/s`)
   })
 
+  test('reserve debits at once and says when the bytes are paid; refund gives them back', () => {
+    let now = 0
+    const limiter = createRateLimiter(1000, { burstBytes: 100, now: () => now })
+    assert.equal(limiter.reserve(100), 0)
+    // In call order: 500 bytes after the first 100 are paid for 500 ms from now.
+    assert.equal(limiter.reserve(500), 500)
+    assert.equal(limiter.reserve(250), 750)
+    limiter.refund(250)
+    now = 500
+    // The 500 reserved are paid: the bucket is empty, not in debt.
+    assert.equal(limiter.reserve(0), 0)
+    assert.equal(limiter.reserve(100), 100)
+    assert.equal(limiter.bytesPerSecond, 1000)
+  })
+
   test('a take larger than the bucket goes into debt; later takes wait', async () => {
     let now = 0
     const limiter = createRateLimiter(1000, { burstBytes: 100, now: () => now })
