@@ -285,7 +285,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       partials: partialStore,
       supernodes,
       pieceIndex,
-      direct: createDirectTransfer({}, { logger: log.child({ component: 'origin' }), contentStore, registry: client }),
+      direct: createDirectTransfer({}, { logger: log.child({ component: 'origin' }), contentStore, registry: client, ...(downloadLimiter !== undefined ? { downloadLimiter } : {}) }),
       ...(downloadLimiter !== undefined ? { downloadLimiter } : {}),
       openSession: async (parent, digest, signal): Promise<PieceSessionLike> => {
         if (host === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')

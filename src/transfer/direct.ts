@@ -20,6 +20,8 @@ export interface DirectTransferComponents {
   logger: Logger
   contentStore: ContentStore
   registry: RegistryClient
+  /** The node's download cap (joeyd --download-limit), shared with peer downloads. */
+  downloadLimiter?: { take: (bytes: number, signal?: AbortSignal) => Promise<void> }
 }
 
 /** Content writers use this ref for blob downloads, so every path resumes the same ingest. */
@@ -137,6 +139,8 @@ export function createDirectTransfer (init: DirectTransferInit, components: Dire
             if (offset + chunk.byteLength > size) {
               throw new JoeyError('ERR_SIZE_MISMATCH', `blob ${digest} is larger than the ${size} bytes the manifest says`, { detail: { digest, expected: size } })
             }
+            // Paced per chunk, so the cap holds the flow itself rather than bursts of it.
+            await components.downloadLimiter?.take(chunk.byteLength, signal)
             await writer.write(chunk)
             offset += chunk.byteLength
             counters.originBytes += chunk.byteLength

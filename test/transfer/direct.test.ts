@@ -7,7 +7,7 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { silentLogger } from '../../src/common/index.js'
+import { createRateLimiter, silentLogger } from '../../src/common/index.js'
 import { createContentStore, type ContentStore } from '../../src/content/index.js'
 import { createRegistryClient, parseReference } from '../../src/distribution/index.js'
 import type { Descriptor, RegistryClient } from '../../src/distribution/index.js'
@@ -82,6 +82,19 @@ describe('direct transfer against a real registry', () => {
     assert.deepEqual(again.map(p => p.phase), ['exists'])
     assert.equal(transfer.stats().originBytes, layer.size)
     assert.equal(proxy.stats.blobBytes, layer.size)
+  })
+
+  test('the download cap paces the origin flow', async () => {
+    const store = await freshStore()
+    const rate = 4 * 1024 * 1024
+    const transfer = createDirectTransfer({}, { logger, contentStore: store, registry: client, downloadLimiter: createRateLimiter(rate, { burstBytes: 64 * 1024 }) })
+    const layer = large.layers[0]!
+    const t0 = performance.now()
+    await transfer.fetchBlob(largeRef(), desc(layer))
+    const seconds = (performance.now() - t0) / 1000
+    // The first chunk rides the burst; the rest waits for the bucket. Fast machines must not pass early.
+    assert.ok(seconds >= (layer.size - 256 * 1024) / rate, `${layer.size} bytes took ${seconds.toFixed(2)} s at ${rate} B/s`)
+    assert.equal(await store.has(layer.digest), true)
   })
 
   test('concurrent fetches of one digest share one download and all see progress', async () => {
