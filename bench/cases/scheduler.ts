@@ -79,7 +79,7 @@ export async function run (opts: BenchOptions): Promise<CaseResult> {
     `decisions: ${decisions} in ${decideCpu.toFixed(2)} s CPU (${decideWall.toFixed(2)} s wall${decideWall > decideCpu * 1.3 ? '; other work on the machine took the CPU' : ''})`,
     `memory: a child process with --expose-gc holding ${mem.peerTasks} peer-task states (RSS ${(mem.rssBefore / MiB).toFixed(0)} MiB before building them)`
   ]
-  if (perSecond < DECISIONS_TARGET) notes.push(`decisions/s below ${DECISIONS_TARGET}: one decision samples and scores up to 48 candidates (bitfield comparison, load, locality); a loaded machine also slows CPU-time rates`)
+  if (perSecond < DECISIONS_TARGET) notes.push(`decisions/s below ${DECISIONS_TARGET}: a decision probes and scores up to 48 random candidates (peer state, host, bitfield each), which at thousands of peers are mostly cache misses; a smaller sample or per-task typed arrays would cut that. A loaded machine also slows CPU-time rates`)
   return {
     name: 'scheduler',
     description: 'The real supernode scheduler in-process under thousands of simulated peers: decisions per CPU second and memory',
