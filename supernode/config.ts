@@ -19,6 +19,8 @@ export interface SupernodeConfig {
   /** Bytes/s the seed serves to agents (0: unlimited). */
   uploadLimit: number
   taskIdleMs: number
+  /** Parents only among peers that joined earlier (acyclic trees) instead of a mesh. */
+  rankedParents: boolean
   logLevel: string
   logFormat: 'json' | 'pretty' | 'auto'
 }
@@ -32,11 +34,12 @@ const DEFAULTS: SupernodeConfig = {
   seedUploadSlots: 16,
   uploadLimit: 0,
   taskIdleMs: 24 * 60 * 60 * 1000,
+  rankedParents: false,
   logLevel: 'info',
   logFormat: 'json'
 }
 
-const FILE_KEYS = new Set(['dataRoot', 'listen', 'p2pListen', 'insecureRegistries', 'registryConfig', 'swarmKeyFile', 'maxBackToSource', 'seedUploadSlots', 'taskIdleMs', 'uploadLimit', 'logLevel', 'logFormat'])
+const FILE_KEYS = new Set(['dataRoot', 'listen', 'p2pListen', 'insecureRegistries', 'registryConfig', 'swarmKeyFile', 'maxBackToSource', 'seedUploadSlots', 'taskIdleMs', 'uploadLimit', 'rankedParents', 'logLevel', 'logFormat'])
 
 function collect (value: string, previous: string[]): string[] { return [...previous, value] }
 
@@ -52,6 +55,7 @@ export function parseSupernodeConfig (argv: string[], readSwarmKey: (path: strin
     .option('--swarm-key <file>', 'private swarm key file (/key/swarm/psk/1.0.0/)')
     .option('--max-back-to-source <n>', 'agents of one task allowed to fetch from the origin at once')
     .option('--upload-limit <bytes/s>', 'cap on bytes/s the seed serves to agents (e.g. 100M; 0 = none)')
+    .option('--ranked-parents', 'parents only among peers that joined a task earlier (trees) instead of a mesh')
     .option('--config <file>', 'YAML config file; flags override it')
     .option('--log-level <level>', 'trace, debug, info, warn, error')
     .addOption(new Option('--log-format <format>', 'json, pretty or auto').choices(['json', 'pretty', 'auto']))
@@ -83,6 +87,7 @@ export function parseSupernodeConfig (argv: string[], readSwarmKey: (path: strin
     seedUploadSlots: Number(pick(undefined, 'seedUploadSlots', DEFAULTS.seedUploadSlots)),
     taskIdleMs: Number(pick(undefined, 'taskIdleMs', DEFAULTS.taskIdleMs)),
     uploadLimit: parseByteRate(String(pick(o.uploadLimit, 'uploadLimit', DEFAULTS.uploadLimit))),
+    rankedParents: pick(o.rankedParents, 'rankedParents', DEFAULTS.rankedParents),
     logLevel: pick(o.logLevel, 'logLevel', DEFAULTS.logLevel),
     logFormat: pick(o.logFormat, 'logFormat', DEFAULTS.logFormat)
   }
@@ -98,6 +103,7 @@ export function parseSupernodeConfig (argv: string[], readSwarmKey: (path: strin
   }
   if (!config.p2pListen.startsWith('/')) throw new JoeyError('ERR_INVALID_CONFIG', `--p2p-listen: "${config.p2pListen}" is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/8003)`)
   if (!Number.isInteger(config.maxBackToSource) || config.maxBackToSource < 0) throw new JoeyError('ERR_INVALID_CONFIG', '--max-back-to-source: expected a whole number ≥ 0')
+  if (typeof config.rankedParents !== 'boolean') throw new JoeyError('ERR_INVALID_CONFIG', 'rankedParents: expected true or false')
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(config.logLevel)) throw new JoeyError('ERR_INVALID_CONFIG', `--log-level: unknown level "${config.logLevel}"`)
   return config
 }

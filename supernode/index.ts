@@ -27,7 +27,7 @@ export interface Supernode {
 }
 
 export function createSupernode (config: SupernodeConfig, logger: Logger = createLogger({ level: config.logLevel, format: config.logFormat, name: 'joey-supernode' })): Supernode {
-  const scheduler = new Scheduler({ maxBackToSource: config.maxBackToSource })
+  const scheduler = new Scheduler({ maxBackToSource: config.maxBackToSource, ranked: config.rankedParents })
   const metrics = createSupernodeMetrics()
   let registry: RegistryClient | undefined
   let host: P2PHost | undefined

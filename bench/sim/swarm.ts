@@ -77,6 +77,8 @@ export interface SimInit {
   /** Agents start at random times within this window, ms (the real benchmark starts them together). */
   startSpreadMs?: number
   seedUploadSlots?: number
+  /** Piece size, bytes (default pieceSizeFor(size), as the supernode chooses it). */
+  pieceSize?: number
   agent?: Partial<AgentModel>
   scheduler?: Omit<SchedulerInit, 'now' | 'random'>
   seed?: number
@@ -181,7 +183,7 @@ export function simulate (init: SimInit): SimResult {
   const q = new EventQueue()
   const scheduler = new Scheduler({ ...init.scheduler, now: () => q.now, random })
   const size = init.size
-  const pieceSize = pieceSizeFor(size)
+  const pieceSize = init.pieceSize ?? pieceSizeFor(size)
   const n = pieceCountFor(size, pieceSize)
   const bytesOf = (i: number): number => i === n - 1 ? size - pieceSize * (n - 1) : pieceSize
   const idealMs = size / B

@@ -1,10 +1,12 @@
 /**
  * The supernode's scheduler: soft state about hosts and tasks, and the choice of parents.
  *
- * A task is a blob digest. Every peer that joins a task gets a rank (join order; the seed
- * has rank 0) and may only take parents of a lower rank, or parents that already hold the
- * whole blob. Ranks make the parent graph acyclic by construction, whatever the order of
- * reports, so pieces always flow away from the seed and never around a loop.
+ * A task is a blob digest. By default its peers form a mesh: any peer that holds pieces or
+ * is downloading may be a parent, so peers trade pieces both ways and the seed's children
+ * pass each other what the seed gave each. Optionally (ranked) every peer gets a rank (join
+ * order; the seed has rank 0) and may only take parents of a lower rank, or parents that
+ * already hold the whole blob: an acyclic graph whatever the order of reports, at the cost
+ * of pieces the seed sends twice.
  *
  * Parent choice looks at a bounded sample of holders, so one decision costs the same at
  * 50 peers as at 5,000: usefulness (pieces the child lacks), free upload slots, zone and
@@ -132,7 +134,9 @@ export const SCHEDULER_DEFAULTS = {
   corruptReportsToBlock: 2,
   defaultUploadSlots: 8,
   seedChildrenPerTask: 2,
-  ranked: true
+  // Unranked: peers trade pieces both ways (the seed's children above all), so the seed sends
+  // each piece about once; with ranks a seed child could never take a piece from the other.
+  ranked: false
 }
 
 const NO_PEERS: ReadonlySet<string> = new Set()
@@ -397,6 +401,10 @@ export class Scheduler {
     const zone = me.labels.zone
     const rack = me.labels.rack
     const failureWindowMs = this.opts.failureWindowMs
+    // Once an agent holds most of the blob the swarm needs few new pieces from the seed
+    // (its last reports may still be on their way, so "complete" alone comes too late).
+    const pieceCount = task.pieceCount ?? Infinity
+    const agentHolds = candidates.some(c => !c.host.seed && (c.complete || c.pieces.count * 2 >= pieceCount))
     for (const cand of candidates) {
       const host = cand.host
       const useful = cand.complete ? missing : cand.pieces.countMissingIn(peer.pieces)
@@ -414,7 +422,7 @@ export class Scheduler {
       if (host.seed) {
         // Unranked, every peer is a candidate from the start, so the seed's few children are
         // given it first: they are the swarm's only way in for new pieces.
-        score += !this.opts.ranked && cand.children.size < this.opts.seedChildrenPerTask ? 2 : -0.75
+        score += !this.opts.ranked && !agentHolds && cand.children.size < this.opts.seedChildrenPerTask ? 2 : -0.75
       } else if (!this.opts.ranked && keptSeeds.length > 0 && [...cand.parents].some(id => task.seeds.has(id))) {
         // The seed's children trade with each other, so the seed need send each piece once.
         score += 1

@@ -1,13 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Scheduler } from '../../supernode/scheduler/index.js'
+import { Scheduler, SCHEDULER_DEFAULTS } from '../../supernode/scheduler/index.js'
 import { Bitfield } from '../../src/common/bitfield.js'
 
 const D = 'sha256:' + 'a'.repeat(64)
 
+/** Most tests here pin the ranked mode's rules; the default (a mesh) is tested by name. */
 function setup (n: number, opts: ConstructorParameters<typeof Scheduler>[0] = {}): Scheduler {
   let t = 1000
-  const s = new Scheduler({ now: () => t, random: () => 0.5, ...opts })
+  const s = new Scheduler({ now: () => t, random: () => 0.5, ranked: true, ...opts })
   ;(s as unknown as { tick: (ms: number) => void }).tick = (ms: number) => { t += ms }
   s.upsertHost({ peerId: 'seed', addrs: ['/ip4/127.0.0.1/tcp/1'], seed: true, uploadSlots: 4 })
   for (let i = 1; i <= n; i++) s.upsertHost({ peerId: `p${i}`, addrs: [`/ip4/127.0.0.1/tcp/${1000 + i}`], uploadSlots: 4 })
@@ -196,7 +197,8 @@ test('a seed child keeps its seed until it completes, so the cap counts it', () 
   assert.equal(s.tasks.get(D)?.peers.get('seed')?.children.size, 0)
 })
 
-test('unranked, peers may take later peers as parents, and the seed its first children', () => {
+test('unranked (the default), peers may take later peers as parents, and the seed its first children', () => {
+  assert.equal(SCHEDULER_DEFAULTS.ranked, false)
   const s = setup(4, { ranked: false, seedChildrenPerTask: 1 })
   for (let i = 1; i <= 4; i++) s.joinTask(D, `p${i}`)
   assert.deepEqual(s.parents(D, 'p1').parents.map(p => p.peerId), ['seed'], 'the first asker gets the seed')

@@ -8,7 +8,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { silentLogger, JoeyError } from '../../src/common/index.js'
+import { silentLogger, JoeyError, pieceSizeFor } from '../../src/common/index.js'
 import { createContentStore, type ContentStore } from '../../src/content/index.js'
 import { createRegistryClient, parseReference, type RegistryClient, type Descriptor } from '../../src/distribution/index.js'
 import { PartialStore, createSupernodeClient, rendezvousOrder, createP2PTransfer, type P2PTransfer, type PieceSessionLike, type SessionOpener, createDirectTransfer } from '../../src/transfer/index.js'
@@ -50,7 +50,7 @@ function sessionFor (parentId: string, digest: string): PieceSessionLike {
     const node = nodes.get(parentId)
     if (node !== undefined && node.transfer.completed.has(digest)) {
       const size = node.transfer.completed.get(digest) as number
-      const pieceSize = 4 * MiB
+      const pieceSize = pieceSizeFor(size)
       return {
         has: () => true,
         read: async (i) => {
