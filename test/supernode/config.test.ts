@@ -37,3 +37,10 @@ test('bad values and unknown keys are ERR_INVALID_CONFIG with the key named', (t
   assert.throws(() => parseSupernodeConfig(['--config', unknown], noKey), { code: 'ERR_INVALID_CONFIG', message: /unknown key "ranked"/ })
   assert.throws(() => parseSupernodeConfig(['--listen', 'nonsense'], noKey), { code: 'ERR_INVALID_CONFIG', message: /--listen/ })
 })
+
+test('the ready-made deploy/joey-supernode.yaml parses with its documented defaults', () => {
+  const c = parseSupernodeConfig(['--config', 'deploy/joey-supernode.yaml'], noKey)
+  assert.equal(c.rankedParents, false)
+  assert.equal(c.maxBackToSource, 2)
+  assert.equal(c.uploadLimit, 0)
+})
