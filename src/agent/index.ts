@@ -149,7 +149,7 @@ function withContainers (images: ImageService, containers: ContainerService & Sn
   return {
     ...images,
     remove: async (nameOrId, options) => {
-      if (options?.force !== true) await refuseIfUsed(images, containers, nameOrId)
+      await refuseIfUsed(images, containers, nameOrId, options?.force === true)
       const result = await images.remove(nameOrId, options)
       await containers.collectSnapshots().catch(err => { log.warn({ err }, 'snapshot collection after image removal failed') })
       return result
@@ -157,19 +157,23 @@ function withContainers (images: ImageService, containers: ContainerService & Sn
   }
 }
 
-async function refuseIfUsed (images: ImageService, containers: ContainerService, nameOrId: string): Promise<void> {
+async function refuseIfUsed (images: ImageService, containers: ContainerService, nameOrId: string, force: boolean): Promise<void> {
   const detail = await images.inspect(nameOrId)
   const bare = nameOrId.replace(/^sha256:/, '')
   const byId = /^[0-9a-f]{1,64}$/.test(bare) && detail.id.replace(/^sha256:/, '').startsWith(bare)
-  // Untagging one of several names leaves the image, and its containers, as they were.
-  if (!byId && detail.repoTags.length > 1) return
-  const user = (await containers.list({ all: true })).find(c => c.ImageID === detail.id)
+  // Untagging one of several names leaves the image, and its containers, as they were;
+  // by name, force untags anyway (the containers keep their layers).
+  if ((!byId && detail.repoTags.length > 1) || (force && !byId)) return
+  const users = (await containers.list({ all: true })).filter(c => c.ImageID === detail.id)
+  // dockerd: force removes an image stopped containers use, never one a running container uses.
+  const user = force ? users.find(c => c.State === 'running') : users[0]
   if (user === undefined) return
   const cid = user.Id.slice(0, 12)
   const iid = detail.id.replace(/^sha256:/, '').slice(0, 12)
-  const message = byId
-    ? `conflict: unable to delete ${iid} (must be forced) - image is being used by ${user.State === 'running' ? 'running' : 'stopped'} container ${cid}`
-    : `conflict: unable to remove repository reference "${nameOrId}" (must force) - container ${cid} is using its referenced image ${iid}`
+  const running = user.State === 'running'
+  const message = !byId
+    ? `conflict: unable to remove repository reference "${nameOrId}" (must force) - container ${cid} is using its referenced image ${iid}`
+    : `conflict: unable to delete ${iid} (${force ? 'cannot be forced' : 'must be forced'}) - image is being used by ${running ? 'running' : 'stopped'} container ${cid}`
   throw new JoeyError('ERR_IN_USE', message, { detail: { image: detail.id, container: user.Id } })
 }
 

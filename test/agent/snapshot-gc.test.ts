@@ -134,4 +134,27 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
     assert.equal((await api('DELETE', `/images/${ref}`)).status, 200)
     assert.deepEqual(await committed(), [])
   })
+
+  test('rmi -f by id of an image a running container uses is refused (cannot be forced); stopped ones do not stop it', async () => {
+    await pull('busybox')
+    const ref = `${registry.host}/busybox:latest`
+    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+    const short = id.replace('sha256:', '').slice(0, 12)
+    const r = await api('POST', '/containers/create', { Image: ref, Cmd: ['sleep', '300'] })
+    assert.equal(r.status, 201, JSON.stringify(r.json))
+    const c = (r.json as { Id: string }).Id
+    assert.equal((await api('POST', `/containers/${c}/start`)).status, 204)
+
+    const refused = await api('DELETE', `/images/${short}?force=1`)
+    assert.equal(refused.status, 409, JSON.stringify(refused.json))
+    assert.match((refused.json as { message: string }).message, new RegExp(`unable to delete ${short} \\(cannot be forced\\) - image is being used by running container ${c.slice(0, 12)}`))
+    assert.equal((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).status, 200, 'the image is still there')
+
+    assert.equal((await api('POST', `/containers/${c}/kill`)).status, 204)
+    assert.equal((await api('POST', `/containers/${c}/wait`)).status, 200)
+    const forced = await api('DELETE', `/images/${short}?force=1`)
+    assert.equal(forced.status, 200, JSON.stringify(forced.json))
+    assert.equal((await api('DELETE', `/containers/${c}`)).status, 204)
+    assert.deepEqual(await committed(), [])
+  })
 })
