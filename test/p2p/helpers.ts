@@ -1,6 +1,6 @@
 import { createCipheriv, createHash } from 'node:crypto'
 import { silentLogger } from '../../src/common/index.js'
-import { Bitfield, createP2PHost, pieceCount, pieceRange, type P2PHost, type P2PHostInit, type PieceSource, type PieceTaskInfo } from '../../src/p2p/index.js'
+import { Bitfield, createP2PHost, createPieceServer, pieceCount, pieceRange, type P2PHost, type P2PHostInit, type PieceServer, type PieceServerInit, type PieceSource, type PieceTaskInfo } from '../../src/p2p/index.js'
 
 export const MiB = 1024 * 1024
 
@@ -95,4 +95,24 @@ export async function startHost (init: Partial<P2PHostInit> = {}): Promise<P2PHo
   const host = createP2PHost({ listen: ['/ip4/127.0.0.1/tcp/0'], dialTimeoutMs: 3000, ...init }, { logger: silentLogger() })
   await host.start()
   return host
+}
+
+export interface ServedPair { server: P2PHost, client: P2PHost, pieces: PieceServer, stop: () => Promise<void> }
+
+/** Two hosts in this process, the server's pieces from `source`; stop() undoes it all. */
+export async function startServedPair (init: PieceServerInit, source: PieceSource): Promise<ServedPair> {
+  const server = await startHost()
+  const client = await startHost()
+  const pieces = createPieceServer(init, { logger: silentLogger(), host: server, source })
+  await pieces.start()
+  return {
+    server,
+    client,
+    pieces,
+    stop: async () => {
+      await pieces.stop()
+      await client.stop()
+      await server.stop()
+    }
+  }
 }

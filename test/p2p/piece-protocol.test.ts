@@ -6,11 +6,12 @@ import {
   createPieceServer, openPieceSession, pieceRange, PIECE_PROTOCOL,
   type P2PHost, type PieceServer, type PieceSession
 } from '../../src/p2p/index.js'
-import { MemorySource, MiB, makeBlob, sha256, startHost } from './helpers.js'
+import { MemorySource, MiB, makeBlob, sha256, startHost, startServedPair, type ServedPair } from './helpers.js'
 
 const PIECE = 256 * 1024
 
 describe('piece protocol between two hosts', () => {
+  let pair: ServedPair
   let server: P2PHost
   let client: P2PHost
   let pieces: PieceServer
@@ -19,18 +20,14 @@ describe('piece protocol between two hosts', () => {
   const sessions: PieceSession[] = []
 
   before(async () => {
-    server = await startHost()
-    client = await startHost()
-    pieces = createPieceServer({ maxInflightPerStream: 4 }, { logger: silentLogger(), host: server, source })
-    await pieces.start()
+    pair = await startServedPair({ maxInflightPerStream: 4 }, source)
+    ;({ server, client, pieces } = pair)
     addr = server.multiaddrs()[0] as string
   })
 
   after(async () => {
     for (const s of sessions) await s.close()
-    await pieces.stop()
-    await client.stop()
-    await server.stop()
+    await pair.stop()
   })
 
   async function open (digest: string): Promise<PieceSession> {

@@ -2,33 +2,29 @@
 // one hop in about one piece-time (a relay chain pays one piece-time per hop, not two).
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createRateLimiter, silentLogger } from '../../src/common/index.js'
-import { createPieceServer, openPieceSession, type P2PHost, type PieceServer } from '../../src/p2p/index.js'
-import { MemorySource, MiB, makeBlob, sha256, startHost } from './helpers.js'
+import { createRateLimiter } from '../../src/common/index.js'
+import { openPieceSession, type P2PHost } from '../../src/p2p/index.js'
+import { MemorySource, MiB, makeBlob, sha256, startServedPair, type ServedPair } from './helpers.js'
 
 const RATE = MiB // bytes per second, on both ends
 const PIECE = MiB // one piece-time is one second
 const BURST = 64 * 1024
 
 describe('rate-limited piece transfer', () => {
+  let pair: ServedPair
   let server: P2PHost
   let client: P2PHost
-  let pieces: PieceServer
   const source = new MemorySource()
   const blob = makeBlob(2 * PIECE, 'rate-limit')
   const task = source.add(blob, PIECE)
 
   before(async () => {
-    server = await startHost()
-    client = await startHost()
-    pieces = createPieceServer({ uploadLimiter: createRateLimiter(RATE, { burstBytes: BURST }) }, { logger: silentLogger(), host: server, source })
-    await pieces.start()
+    pair = await startServedPair({ uploadLimiter: createRateLimiter(RATE, { burstBytes: BURST }) }, source)
+    ;({ server, client } = pair)
   })
 
   after(async () => {
-    await pieces.stop()
-    await client.stop()
-    await server.stop()
+    await pair.stop()
   })
 
   async function timedPiece (index: number, downloadLimiter?: ReturnType<typeof createRateLimiter>): Promise<number> {
