@@ -11,7 +11,7 @@ import { connect, type AddressInfo } from 'node:net'
 import { arch, cpus, hostname, machine, release, totalmem, type as osType } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { JoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
+import { JoeyError, isJoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
 import { buildEngineApi, createAgentMetrics, engineErrorBody, engineUpgradeHandler, type SystemInfo } from '../api/index.js'
 import { createContainerService, type ContainerService, type SnapshotCollector } from '../runtime/index.js'
 import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
@@ -158,7 +158,15 @@ function withContainers (images: ImageService, containers: ContainerService & Sn
 }
 
 async function refuseIfUsed (images: ImageService, containers: ContainerService, nameOrId: string, force: boolean): Promise<void> {
-  const detail = await images.inspect(nameOrId)
+  let detail: Awaited<ReturnType<ImageService['inspect']>>
+  try {
+    detail = await images.inspect(nameOrId)
+  } catch (err) {
+    // A name whose content is gone cannot be inspected, and no container can run it:
+    // remove() clears such records, or answers the not-found itself.
+    if (isJoeyError(err, 'ERR_IMAGE_NOT_FOUND')) return
+    throw err
+  }
   const bare = nameOrId.replace(/^sha256:/, '')
   const byId = /^[0-9a-f]{1,64}$/.test(bare) && detail.id.replace(/^sha256:/, '').startsWith(bare)
   // Untagging one of several names leaves the image, and its containers, as they were;

@@ -157,4 +157,16 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
     assert.equal((await api('DELETE', `/containers/${c}`)).status, 204)
     assert.deepEqual(await committed(), [])
   })
+
+  test('rmi of a name whose content is gone still removes it (no container can use it)', async () => {
+    await pull('busybox')
+    const ref = `${registry.host}/busybox:latest`
+    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+    await rm(join(dir, 'data', 'content', 'blobs', 'sha256', id.replace('sha256:', '')))
+    assert.equal((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).status, 404, 'the config is gone')
+    const r = await api('DELETE', `/images/${ref}`)
+    assert.equal(r.status, 200, JSON.stringify(r.json))
+    assert.deepEqual((r.json as Array<{ Untagged?: string }>)[0], { Untagged: ref })
+    assert.deepEqual(await committed(), [])
+  })
 })
