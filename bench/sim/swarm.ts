@@ -22,7 +22,7 @@
  * lost or corrupt pieces, failing parents, several tasks per node.
  */
 import { pieceSizeFor, pieceCountFor } from '../../src/common/index.js'
-import { choosePiece, type ChoiceParent, type ChoiceState } from '../../src/transfer/p2p.js'
+import { choosePiece, type ChoiceParent, type ChoiceState } from '../../src/transfer/index.js'
 import { Scheduler, type SchedulerInit } from '../../supernode/scheduler/index.js'
 import { EventQueue, VirtualBucket } from './events.js'
 import { seededRandom } from './rng.js'

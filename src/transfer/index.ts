@@ -5,7 +5,7 @@
  */
 export type { BlobProgress, FetchBlobOptions, TransferManager, TransferStats } from './types.js'
 export { createDirectTransfer, blobIngestRef, type DirectTransferInit, type DirectTransferComponents } from './direct.js'
-export { createP2PTransfer, type P2PTransfer, type P2PTransferInit, type P2PTransferComponents, type PieceSessionLike, type SessionOpener, type OpenBlobOptions } from './p2p.js'
+export { createP2PTransfer, choosePiece, type ChoiceParent, type ChoiceState, type P2PTransfer, type P2PTransferInit, type P2PTransferComponents, type PieceSessionLike, type SessionOpener, type OpenBlobOptions } from './p2p.js'
 export { PartialStore, PartialBlob, type PartialBlobInit } from './partial.js'
 export { PieceIndex, type PieceIndexEntry } from './piece-index.js'
 export { partialPieceSource } from './source.js'
