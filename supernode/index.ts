@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { createLogger, type Logger } from '../src/common/index.js'
 import { createRegistryClient, type RegistryClient } from '../src/distribution/index.js'
-import { createP2PHost, createPieceServer, type P2PHost } from '../src/p2p/index.js'
+import { createP2PHost, createPieceServer, SEED_FIRST_COPY_HOLD_MS, type P2PHost } from '../src/p2p/index.js'
 import { createRateLimiter } from '../src/common/index.js'
 import { PartialStore, partialPieceSource } from '../src/transfer/index.js'
 import type { Service } from '../src/common/index.js'
@@ -57,6 +57,8 @@ export function createSupernode (config: SupernodeConfig, logger: Logger = creat
       seed = createSeed({}, { logger: logger.child({ component: 'seed' }), registry, scheduler, partials, metrics, peerId: host.peerId })
       pieceServer = createPieceServer({
         ...(config.uploadLimit > 0 ? { uploadLimiter: createRateLimiter(config.uploadLimit) } : {}),
+        // Each piece should leave the seed about once: agents relay it to each other.
+        firstCopyHoldMs: SEED_FIRST_COPY_HOLD_MS,
         onServed: (bytes: number) => { metrics.seedPiecesServed.inc(); metrics.seedBytesServed.inc(bytes) }
       }, { logger: logger.child({ component: 'piece-server' }), host, source: partialPieceSource(partials) })
       await pieceServer.start()

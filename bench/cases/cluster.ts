@@ -12,7 +12,8 @@
  * Environment, for exploration (the documented results use the defaults):
  * JOEY_BENCH_CLUSTER_MODE=netns|limiter, _NS=2,4,8 (the sweep's N), _METHODS=p2p,direct,cache,
  * _AGG_MIB (N × B budget, MiB/s), _MAX_MIB (B cap), _LARGE=0 (skip the large image);
- * JOEY_BENCH_TRACE=1 prints a per-agent timeline of each P2P run.
+ * JOEY_BENCH_TRACE=1 prints a per-agent timeline of each P2P run; JOEY_BENCH_LOGS=<dir> saves
+ * the end of every process's log there (JOEY_LOG_TAIL_BYTES: how much; 20,000 by default).
  */
 import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -233,6 +234,12 @@ async function runMethod (pt: Point, method: Method): Promise<RunRow> {
         }
       }
       if (process.env.JOEY_BENCH_TRACE !== undefined) printTimeline(traced, agents.map(a => a.name), pt.pieceCount)
+    }
+    const keep = process.env.JOEY_BENCH_LOGS
+    if (keep !== undefined && keep !== '') {
+      const to = join(keep, `n${pt.n}-${method}`)
+      await mkdir(to, { recursive: true })
+      await Promise.all([...(sn !== undefined ? [writeFile(join(to, 'supernode.log'), sn.logs())] : []), ...agents.map(async a => { await writeFile(join(to, `${a.name}.log`), a.logs()) })])
     }
     const tStop = performance.now()
     await Promise.all(procs.map(async x => { await x.stop() }))

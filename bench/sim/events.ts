@@ -88,4 +88,10 @@ export class VirtualBucket {
     this.tokens -= bytes
     return this.tokens >= 0 ? now : now + -this.tokens / this.bytesPerMs
   }
+
+  /** Gives back bytes taken for something that was not sent (as the real limiter's refund). */
+  refund (now: number, bytes: number): void {
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.last) * this.bytesPerMs + bytes)
+    this.last = now
+  }
 }

@@ -23,6 +23,7 @@
  */
 import { pieceSizeFor, pieceCountFor } from '../../src/common/index.js'
 import { choosePiece, type ChoiceParent, type ChoiceState } from '../../src/transfer/index.js'
+import { SEED_FIRST_COPY_HOLD_MS } from '../../src/p2p/index.js'
 import { Scheduler, type SchedulerInit } from '../../supernode/scheduler/index.js'
 import { EventQueue, VirtualBucket } from './events.js'
 import { seededRandom } from './rng.js'
@@ -44,6 +45,8 @@ export interface AgentModel {
   chargeDownload: 'receive' | 'request'
   /** Whether a streaming reader joined (only then does the in-order head apply). */
   streaming: boolean
+  /** How long a piece the seed deferred is not asked of it again. */
+  deferRetryMs: number
 }
 
 export const AGENT_DEFAULTS: AgentModel = {
@@ -55,7 +58,8 @@ export const AGENT_DEFAULTS: AgentModel = {
   rebalanceMs: 2000,
   stallTimeoutMs: 5000,
   chargeDownload: 'request',
-  streaming: false
+  streaming: false,
+  deferRetryMs: 500
 }
 
 export interface SimInit {
@@ -77,6 +81,8 @@ export interface SimInit {
   /** Agents start at random times within this window, ms (the real benchmark starts them together). */
   startSpreadMs?: number
   seedUploadSlots?: number
+  /** The seed's first-copies hold (the piece server's firstCopyHoldMs); 0 turns it off. */
+  seedFirstCopyHoldMs?: number
   /** Piece size, bytes (default pieceSizeFor(size), as the supernode chooses it). */
   pieceSize?: number
   agent?: Partial<AgentModel>
@@ -100,6 +106,8 @@ export interface SimResult {
   agentsToOrigin: number
   /** Bytes the seed uploaded ÷ S. */
   seedUploadRatio: number
+  /** Requests the seed deferred (first copies). */
+  seedDeferrals: number
   hopsMean: number
   hopsMax: number
   firstPieceP50Ms: number
@@ -133,6 +141,8 @@ interface Link {
   inflight: Set<number>
   session?: Session
   choice: ChoiceParent
+  /** Pieces the seed deferred, and until when they are not asked of it again. */
+  deferred: Map<number, number>
   /**
    * Whether a pick for this parent might find something since the last one that found
    * nothing (it announced a piece, digests or parents changed). Only saves the simulator
@@ -151,6 +161,8 @@ interface Agent extends Node {
   inflight: Set<number>
   pending: number[]
   lastProgress: number
+  /** When a parent last announced a piece this agent lacks. */
+  lastSwarmProgress: number
   lastRefresh: number
   /** Piece digests this agent has learnt (the seed publishes them in order). */
   known: number
@@ -201,6 +213,20 @@ export function simulate (init: SimInit): SimResult {
   const seed = node('seed', true)
   scheduler.upsertHost({ peerId: seed.id, addrs: [seed.id], seed: true, uploadSlots: init.seedUploadSlots ?? 16 })
   let seedStarted = false
+  const hold = init.seedFirstCopyHoldMs ?? SEED_FIRST_COPY_HOLD_MS
+  const seedPending = new Map<number, Session>()
+  const seedSentAt = new Map<number, number>()
+  const seedSentTo = new Map<number, Session>()
+  let seedDeferrals = 0
+  /** The piece server's first-copies rule, as the seed runs it. */
+  function seedDefers (s: Session, index: number): boolean {
+    if (hold <= 0) return false
+    const owner = seedPending.get(index)
+    const recent = owner === undefined && seedSentTo.get(index) !== s && q.now - (seedSentAt.get(index) ?? -Infinity) < hold
+    if ((owner === undefined || owner === s) && !recent) return false
+    for (let i = 0; i < n; i++) if (i !== index && seed.have[i] === 1 && !seedSentAt.has(i) && !seedPending.has(i)) return true
+    return false
+  }
 
   const agents: Agent[] = []
   for (let k = 0; k < init.peers; k++) {
@@ -214,6 +240,7 @@ export function simulate (init: SimInit): SimResult {
       inflight: new Set(),
       pending: [],
       lastProgress: 0,
+      lastSwarmProgress: 0,
       lastRefresh: 0,
       known: 0,
       backToSource: false,
@@ -233,10 +260,11 @@ export function simulate (init: SimInit): SimResult {
   }
   const byId = new Map<string, Node>([[seed.id, seed], ...agents.map(g => [g.id, g] as [string, Node])])
 
-  function announce (nd: Node): void {
+  function announce (nd: Node, index: number): void {
     for (const s of nd.served) {
       if (s.closed) continue
       s.link.dirty = true
+      if (s.child.have[index] === 0) s.child.lastSwarmProgress = q.now
       wake(s.child)
     }
   }
@@ -255,7 +283,7 @@ export function simulate (init: SimInit): SimResult {
         published++
         scheduler.setPieceDigest(DIGEST, index, PIECE_DIGEST)
         scheduler.reportPieces(DIGEST, seed.id, { pieces: [index], ...(seed.count === n ? { complete: true } : {}) })
-        announce(seed)
+        announce(seed, index)
       })
     }
   }
@@ -279,7 +307,9 @@ export function simulate (init: SimInit): SimResult {
       if (ag.links.size >= a.maxParents) break
       if (ag.links.has(info.peerId)) continue
       const nd = byId.get(info.peerId) as Node
-      const link: Link = { node: nd, seed: info.seed, inflight: new Set(), choice: { seed: info.seed, has: (i) => nd.have[i] === 1 }, dirty: true }
+      const deferred = new Map<number, number>()
+      const has = (i: number): boolean => nd.have[i] === 1 && !((deferred.get(i) ?? -1) > q.now)
+      const link: Link = { node: nd, seed: info.seed, inflight: new Set(), choice: { seed: info.seed, has }, dirty: true, deferred }
       ag.links.set(info.peerId, link)
       q.after(connectMs, () => {
         if (ag.links.get(info.peerId) !== link || ag.done !== undefined) return
@@ -297,6 +327,7 @@ export function simulate (init: SimInit): SimResult {
     ag.links.delete(id)
     if (link.session !== undefined) {
       link.session.closed = true
+      if (link.node.seed) for (const i of link.session.queue) if (seedPending.get(i) === link.session) seedPending.delete(i)
       link.session.queue.length = 0
       link.node.served.delete(link.session)
     }
@@ -312,8 +343,9 @@ export function simulate (init: SimInit): SimResult {
     const sent = s.parent.up.take(q.now, bytes)
     q.at(sent, () => {
       s.working = false
+      if (s.parent.seed && seedPending.get(index) === s) seedPending.delete(index)
       if (s.closed) return
-      if (s.parent.seed) seedUpload += bytes
+      if (s.parent.seed) { seedUpload += bytes; seedSentAt.set(index, q.now); seedSentTo.set(index, s) }
       const from = s.parent.hops[index] as number
       q.after(bytes / wireRate + latencyMs, () => { receive(s, index, from) })
       pump(s)
@@ -340,7 +372,7 @@ export function simulate (init: SimInit): SimResult {
     ag.lastProgress = q.now
     ag.firstPiece ??= q.now
     ag.pending.push(index)
-    announce(ag)
+    announce(ag, index)
     if (ag.count === n) finish(ag)
   }
 
@@ -359,6 +391,22 @@ export function simulate (init: SimInit): SimResult {
     if (a.chargeDownload === 'request') s.charged.set(index, ag.down.take(q.now, bytesOf(index)))
     q.after(latencyMs, () => {
       if (s.closed) return
+      if (s.parent.seed && seedDefers(s, index)) {
+        seedDeferrals++
+        q.after(latencyMs, () => {
+          if (s.closed) return
+          link.inflight.delete(index)
+          ag.inflight.delete(index)
+          ag.down.refund(q.now, bytesOf(index))
+          s.charged.delete(index)
+          link.deferred.set(index, q.now + a.deferRetryMs)
+          q.after(a.deferRetryMs, () => { link.dirty = true; wake(ag) })
+          link.dirty = true
+          wake(ag)
+        })
+        return
+      }
+      if (s.parent.seed && !seedPending.has(index)) seedPending.set(index, s)
       s.queue.push(index)
       pump(s)
     })
@@ -418,12 +466,13 @@ export function simulate (init: SimInit): SimResult {
     fill(ag)
     const now = q.now
     const idle = now - ag.lastProgress
+    const swarmIdle = now - Math.max(ag.lastProgress, ag.lastSwarmProgress)
     const busy = ag.inflight.size > 0 || [...ag.links.values()].some(l => l.session === undefined)
     if ((ag.links.size < a.maxParents && now - ag.lastRefresh > 1000) || now - ag.lastRefresh > a.rebalanceMs || (idle > a.stallTimeoutMs && now - ag.lastRefresh > a.stallTimeoutMs / 2)) {
       ag.lastRefresh = now
       refresh(ag)
     }
-    if (!ag.originRun && ((!busy && idle > 2 * a.stallTimeoutMs) || idle > 8 * a.stallTimeoutMs)) startOrigin(ag)
+    if (!ag.originRun && ((!busy && swarmIdle > 2 * a.stallTimeoutMs) || idle > 8 * a.stallTimeoutMs)) startOrigin(ag)
   }
 
   function tick (ag: Agent): void {
@@ -481,6 +530,7 @@ export function simulate (init: SimInit): SimResult {
     originRatio: originBytes / size,
     agentsToOrigin,
     seedUploadRatio: seedUpload / size,
+    seedDeferrals,
     hopsMean: hops.reduce((x, y) => x + y, 0) / Math.max(1, hops.length),
     hopsMax: hops.reduce((x, y) => Math.max(x, y), 0),
     firstPieceP50Ms: quantile(first, 0.5),

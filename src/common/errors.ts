@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   ERR_REGISTRY_UNAVAILABLE: 'Unavailable',
   ERR_REGISTRY_TIMEOUT: 'Unavailable',
   ERR_UNAVAILABLE: 'Unavailable',
+  ERR_PIECE_DEFERRED: 'Unavailable',
   ERR_DIGEST_MISMATCH: 'DataLoss',
   ERR_SIZE_MISMATCH: 'DataLoss',
   ERR_TRUNCATED: 'DataLoss',

@@ -52,3 +52,9 @@ export const PACE_CHUNK_BYTES = 64 * 1024
 export const PAUSED_READ_BUFFER_BYTES = 32 * 1024 * 1024
 /** Longest ERROR message kept; longer ones are cut. */
 export const MAX_ERROR_MESSAGE_CHARS = 1024
+/**
+ * How long after sending a piece a seed defers other peers' requests for it while it has
+ * pieces nobody has yet (the server's firstCopyHoldMs): a few piece times at the links
+ * agents run on, enough for the first copy to be relayed.
+ */
+export const SEED_FIRST_COPY_HOLD_MS = 2000

@@ -14,4 +14,4 @@ export { createPieceServer } from './server.js'
 export { openPieceSession, peerIdOf, receivedPieceDigest } from './session.js'
 export { FrameDecoder, FrameType, encodeMessage, encodePieceHead, type Message, type DecoderLimits } from './codec.js'
 
-export { PIECE_PROTOCOL } from './constants.js'
+export { PIECE_PROTOCOL, SEED_FIRST_COPY_HOLD_MS } from './constants.js'

@@ -16,6 +16,16 @@ import {
 import { Bitfield, pieceCount, pieceLength } from './pieces.js'
 import type { PieceServer, PieceServerComponents, PieceServerInit, Stream } from './types.js'
 
+/** A task's copies in flight and sent, across the streams of one server (first-copies mode). */
+interface Copies {
+  /** Piece → the stream it is queued or being sent on (the first to ask). */
+  pending: Map<number, string>
+  /** Piece → when its last copy went out, and to which stream. */
+  sentAt: Map<number, number>
+  sentTo: Map<number, string>
+  streams: number
+}
+
 interface Served {
   digest: string
   size: number
@@ -38,7 +48,26 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
   const idleTimeoutMs = positive(init.idleTimeoutMs, STREAM_IDLE_TIMEOUT_MS, 'idleTimeoutMs')
   const helloTimeoutMs = positive(init.helloTimeoutMs, HELLO_TIMEOUT_MS, 'helloTimeoutMs')
   const active = new Set<{ abort: (reason: string) => void }>()
+  const firstCopyHoldMs = init.firstCopyHoldMs
+  const copies = new Map<string, Copies>()
   let running = false
+
+  /** Whether a request for `index` from stream `id` should wait for another peer's copy. */
+  function deferred (t: Served, index: number, id: string): boolean {
+    if (firstCopyHoldMs === undefined) return false
+    const c = copies.get(t.digest)
+    if (c === undefined) return false
+    const owner = c.pending.get(index)
+    const recent = owner === undefined && c.sentTo.get(index) !== id && performance.now() - (c.sentAt.get(index) ?? -Infinity) < firstCopyHoldMs
+    if ((owner === undefined || owner === id) && !recent) return false
+    // Only while the swarm lacks something this server could send instead.
+    const info = source.task(t.digest)
+    if (info === undefined) return false
+    for (let i = 0; i < t.count; i++) {
+      if (i !== index && info.have.has(i) && !c.sentAt.has(i) && !c.pending.has(i)) return true
+    }
+    return false
+  }
   /** Ends a stream after a last ERROR: close our side, reset it if the peer does not close theirs. */
   function endWithError (stream: Stream, code: ErrorCode, message: string, index?: number): void {
     try {
@@ -53,6 +82,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
 
   function serve (stream: Stream, peer: string): void {
     const log: Logger = logger.child({ peer, stream: stream.id })
+    const streamId = `${peer}/${stream.id}`
     const decoder = new FrameDecoder({ maxHeaderBytes: MAX_CLIENT_FRAME_BYTES, maxPayloadBytes: {} })
     const inflight = new Map<number, AbortController>()
     const queue: number[] = []
@@ -82,8 +112,19 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
       unsubscribe?.()
       unsubscribe = undefined
       for (const c of inflight.values()) c.abort()
+      for (const index of inflight.keys()) release(index)
       inflight.clear()
       queue.length = 0
+      const c = task !== undefined ? copies.get(task.digest) : undefined
+      if (c !== undefined && --c.streams === 0) copies.delete((task as Served).digest)
+    }
+
+    /** This stream no longer holds `index` as pending (sent, cancelled or failed). */
+    function release (index: number, sent = false): void {
+      const c = task !== undefined ? copies.get(task.digest) : undefined
+      if (c === undefined) return
+      if (c.pending.get(index) === streamId) c.pending.delete(index)
+      if (sent) { c.sentAt.set(index, performance.now()); c.sentTo.set(index, streamId) }
     }
 
     function end (code: ErrorCode, message: string): void {
@@ -150,6 +191,11 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
       const announced = new Bitfield(count)
       for (let i = 0; i < count; i++) if (pieceDigests[i] !== undefined && info.have.has(i)) announced.set(i)
       task = { digest, size: info.size, pieceSize: info.pieceSize, count, announced }
+      if (firstCopyHoldMs !== undefined) {
+        const c = copies.get(digest) ?? { pending: new Map(), sentAt: new Map(), sentTo: new Map(), streams: 0 }
+        c.streams++
+        copies.set(digest, c)
+      }
       send({ type: 'META', size: info.size, pieceSize: info.pieceSize, pieceDigests, bitfield: announced, maxRequests: maxInflight })
       state = 'open'
       for (const [i, d] of early.splice(0)) announce(i, d)
@@ -171,7 +217,13 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
           return
         }
       }
+      if (deferred(t, index, streamId)) {
+        send({ type: 'ERROR', code: 'ERR_PIECE_DEFERRED', message: `piece ${index} is on its way to another peer; ask for another`, index })
+        return
+      }
       inflight.set(index, new AbortController())
+      const c = copies.get(t.digest)
+      if (c !== undefined && !c.pending.has(index)) c.pending.set(index, streamId)
       queue.push(index)
       void pump()
     }
@@ -195,6 +247,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
           // Freed at once so the client may reuse the slot; a piece already on its way is dropped by the client.
           const c = inflight.get(msg.index)
           c?.abort()
+          if (c !== undefined) release(msg.index)
           inflight.delete(msg.index)
           break
         }
@@ -300,6 +353,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
             limiter?.refund(bytes)
             if (inflight.get(index) !== ctl) continue
             inflight.delete(index)
+            release(index)
             const e = toJoeyError(err, 'ERR_UNAVAILABLE')
             log.warn({ err: e.message, code: e.code, index, task: t.digest }, 'cannot read piece for a peer')
             send({ type: 'ERROR', code: e.code === 'ERR_NOT_FOUND' ? 'ERR_NOT_FOUND' : 'ERR_UNAVAILABLE', message: `cannot read piece ${index}`, index })
@@ -314,7 +368,8 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
           }
           inflight.delete(index)
           if (limiter === undefined) send({ type: 'PIECE', index, payload: data })
-          else if (!await sendPaced(limiter, slotEnd, index, data)) return
+          else if (!await sendPaced(limiter, slotEnd, index, data)) { release(index); return }
+          release(index, true)
           init.onServed?.(bytes, peer)
         }
       } finally {

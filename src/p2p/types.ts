@@ -82,6 +82,13 @@ export interface PieceServerInit {
   uploadLimiter?: RateLimiter
   /** Called after each piece is handed to the transport. */
   onServed?: (bytes: number, peer: string) => void
+  /**
+   * First copies first (a seed's mode): a REQUEST for a piece this server is sending, or
+   * sent less than this many ms ago, to another peer of the same task is answered with
+   * ERR_PIECE_DEFERRED while some piece it holds has never been sent to anyone. The other
+   * peer relays it; the seed's upload goes to pieces the swarm does not have yet.
+   */
+  firstCopyHoldMs?: number
 }
 
 export interface PieceServerComponents {

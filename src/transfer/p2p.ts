@@ -48,6 +48,8 @@ export interface P2PTransferInit {
   seedWindow?: number
   /** How long a parent that failed (not corrupt) is skipped before it may be tried again. */
   parentRetryMs?: number
+  /** How long a piece a seed deferred (ERR_PIECE_DEFERRED) is not asked of it again. */
+  deferRetryMs?: number
   /** Attempts of an origin-only fetch before giving up (each resumes where the last stopped). */
   originAttempts?: number
   originRetryBaseMs?: number
@@ -175,6 +177,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
   const seedWindow = init.seedWindow ?? 1
   const rebalanceMs = init.rebalanceMs ?? 2000
   const maxParents = init.maxParents ?? 4
+  const deferRetryMs = init.deferRetryMs ?? 500
   const tasks = new Map<string, Task>()
   const completed = new Map<string, number>()
   const stopController = new AbortController()
@@ -302,7 +305,8 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
     stopController.signal.addEventListener('abort', onAbort, { once: true })
     const signal = controller.signal
 
-    interface Parent { info: ParentInfo, session?: PieceSessionLike, inflight: Set<number>, opening: boolean }
+    /** `deferred`: pieces the parent (a seed) asked us to get elsewhere, and until when. */
+    interface Parent { info: ParentInfo, session?: PieceSessionLike, inflight: Set<number>, opening: boolean, deferred: Map<number, number> }
     const parents = new Map<string, Parent>()
     // Parents that failed, and until when they are skipped; corrupt ones for good.
     const failedUntil = new Map<string, number>()
@@ -315,6 +319,9 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
     const pendingReport: number[] = []
     const pendingDigests: Record<number, string> = {}
     let lastProgress = Date.now()
+    // A parent announcing a piece this node lacks: the swarm is moving even while this
+    // node waits its turn (a deep relay on slow links takes many seconds per piece).
+    let lastSwarmProgress = lastProgress
     let backToSource = firstView.backToSource
     let originRun: Promise<void> | undefined
     let supernodeDown = false
@@ -361,7 +368,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       for (const info of list) {
         if (parents.size >= maxParents) break
         if (parents.has(info.peerId) || failed.has(info.peerId)) continue
-        const p: Parent = { info, inflight: new Set(), opening: true }
+        const p: Parent = { info, inflight: new Set(), opening: true, deferred: new Map() }
         log.debug({ parent: info.peerId, seed: info.seed }, 'adding parent')
         parents.set(info.peerId, p)
         const open = async (): Promise<PieceSessionLike> => {
@@ -379,7 +386,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
           p.opening = false
           if (!parents.has(info.peerId)) { session.close(); return }
           p.session = session
-          session.onHave(() => wake())
+          session.onHave((i) => {
+            if (!blob.have.has(i)) lastSwarmProgress = Date.now()
+            wake()
+          })
           wake()
         }, (err) => {
           p.opening = false
@@ -390,7 +400,11 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
 
     const open = (p: Parent): ChoiceParent | undefined => {
       const s = p.session
-      return s === undefined ? undefined : { seed: p.info.seed, has: (i) => s.has(i) }
+      if (s === undefined) return undefined
+      if (p.deferred.size === 0) return { seed: p.info.seed, has: (i) => s.has(i) }
+      const now = Date.now()
+      for (const [i, until] of p.deferred) if (until <= now) p.deferred.delete(i)
+      return { seed: p.info.seed, has: (i) => s.has(i) && !p.deferred.has(i) }
     }
     const choice: ChoiceState = {
       pieceCount: blob.pieceCount,
@@ -459,6 +473,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
           dropParent(p.info.peerId, 'corrupt', err)
         } else if (timeout.aborted) {
           dropParent(p.info.peerId, 'timeout', err)
+        } else if (code === 'ERR_PIECE_DEFERRED') {
+          // The seed is sending this piece to another peer, which will relay it.
+          p.deferred.set(index, Date.now() + deferRetryMs)
+          wake()
         } else if (code === 'ERR_FAILED_PRECONDITION') {
           // No trusted digest yet for this piece: refresh from the supernode.
           wake()
@@ -524,16 +542,17 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
         fill()
         const now = Date.now()
         const idle = now - lastProgress
+        const swarmIdle = now - Math.max(lastProgress, lastSwarmProgress)
         const busy = inflight.size > 0 || [...parents.values()].some(p => p.opening)
         if ((parents.size < maxParents && now - lastRefresh > 1000) || now - lastRefresh > rebalanceMs || (idle > stallTimeoutMs && now - lastRefresh > stallTimeoutMs / 2)) {
           lastRefresh = now
           await refreshParents()
           fill()
         }
-        // Requests in flight to parents are relay delay, not a stall: a deep tree of slow links
-        // can take many seconds per piece. Only idle parents, or a very long silence, send
-        // this node to the origin.
-        if (originRun === undefined && ((!busy && parents.size === 0 && supernodeDown) || (!busy && idle > 2 * stallTimeoutMs) || idle > 8 * stallTimeoutMs)) {
+        // Requests in flight to parents, or parents still gaining pieces this node lacks, are
+        // relay delay, not a stall. Only a swarm with nothing moving, or a very long silence,
+        // sends this node to the origin.
+        if (originRun === undefined && ((!busy && parents.size === 0 && supernodeDown) || (!busy && swarmIdle > 2 * stallTimeoutMs) || idle > 8 * stallTimeoutMs)) {
           startOrigin(supernodeDown ? 'no supernode and no parents' : 'no progress from parents')
         }
         if (blob.complete) break

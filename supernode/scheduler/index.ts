@@ -133,7 +133,9 @@ export const SCHEDULER_DEFAULTS = {
   failureWindowMs: 60_000,
   corruptReportsToBlock: 2,
   defaultUploadSlots: 8,
-  seedChildrenPerTask: 2,
+  // The seed sends a piece once and defers others' requests for it (first copies), so a few
+  // more children only spread fresh pieces faster (simulated: N = 4 at 1.27 → 1.11 × S÷B).
+  seedChildrenPerTask: 4,
   // Unranked: peers trade pieces both ways (the seed's children above all), so the seed sends
   // each piece about once; with ranks a seed child could never take a piece from the other.
   ranked: false

@@ -48,6 +48,9 @@ export function manage (proc: ChildProcess, tail: { text: string }): Proc {
  */
 export interface Placement { wrap?: string[], host?: string }
 
+/** How much of a process's log is kept (the cluster bench keeps more when asked to save logs). */
+const TAIL_BYTES = Number(process.env.JOEY_LOG_TAIL_BYTES ?? 20_000)
+
 function spawnNode (script: string, args: string[], wrap: string[] = []): { proc: ChildProcess, tail: { text: string }, lines: (cb: (obj: Record<string, unknown>) => void) => void } {
   const argv = [process.execPath, join(ROOT, script), ...args]
   const proc = spawn(wrap[0] ?? argv[0] as string, [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -55,7 +58,7 @@ function spawnNode (script: string, args: string[], wrap: string[] = []): { proc
   const listeners: Array<(obj: Record<string, unknown>) => void> = []
   let buf = ''
   proc.stderr?.setEncoding('utf8').on('data', (s: string) => {
-    tail.text = (tail.text + s).slice(-20_000)
+    tail.text = (tail.text + s).slice(-TAIL_BYTES)
     buf += s
     let nl
     while ((nl = buf.indexOf('\n')) >= 0) {

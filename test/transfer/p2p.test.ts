@@ -86,7 +86,7 @@ function sessionFor (parentId: string, digest: string): PieceSessionLike {
 
 const opener: SessionOpener = async (parent, digest) => sessionFor(parent.peerId, digest)
 
-async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean, direct?: boolean } = {}): Promise<Node> {
+async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean, direct?: boolean, openSession?: SessionOpener, deferRetryMs?: number } = {}): Promise<Node> {
   const root = join(dir, id)
   const store = createContentStore({ root: join(root, 'content') }, { logger })
   await store.start()
@@ -95,7 +95,7 @@ async function makeNode (id: string, urls: string[], opts: { corrupt?: boolean, 
   const supernodes = createSupernodeClient({ urls, timeoutMs: 2000, penaltyMs: 500 }, { logger, host: () => ({ peerId: id, addrs: [`/memory/${id}`] }) })
   await supernodes.heartbeat()
   const direct = opts.direct === true ? { direct: createDirectTransfer({ retryBaseMs: 5 }, { logger, contentStore: store, registry: client }) } : {}
-  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50, originRetryBaseMs: 10 }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opener, ...direct })
+  const transfer = createP2PTransfer({ stallTimeoutMs: 1000, pieceTimeoutMs: 3000, reportIntervalMs: 50, originRetryBaseMs: 10, ...(opts.deferRetryMs !== undefined ? { deferRetryMs: opts.deferRetryMs } : {}) }, { logger, contentStore: store, registry: client, partials, supernodes, openSession: opts.openSession ?? opener, ...direct })
   const node: Node = { id, store, partials, transfer, client, served: 0, ...(opts.corrupt === true ? { corrupt: true } : {}) }
   nodes.set(id, node)
   return node
@@ -192,6 +192,31 @@ test('with no supernode reachable the agent pulls from the origin and counts it'
   assert.ok(await lone.store.has(layer.digest))
   assert.equal(lone.transfer.stats().originBytes, layer.size)
   assert.equal(lone.transfer.stats().originFetches, 1)
+})
+
+test('a parent deferring a piece (ERR_PIECE_DEFERRED) is asked for others, then again; it is not dropped', async () => {
+  const asked = new Map<number, number>()
+  const deferring: SessionOpener = async (parent, digest) => {
+    const s = sessionFor(parent.peerId, digest)
+    return {
+      ...s,
+      request: async (i, options) => {
+        const n = (asked.get(i) ?? 0) + 1
+        asked.set(i, n)
+        if (n === 1) throw new JoeyError('ERR_PIECE_DEFERRED', `piece ${i} is on its way to another peer`)
+        return await s.request(i, options)
+      }
+    }
+  }
+  const failuresBefore = [...scheduler.hosts.values()].reduce((sum, h) => sum + h.failures, 0)
+  const n = await makeNode('deferred', [supernodeUrl], { openSession: deferring, deferRetryMs: 20 })
+  await n.transfer.fetchBlob(parseReference(`${proxy.host}/big:v1`), layer)
+  assert.ok(await n.store.has(layer.digest))
+  const pieces = Math.ceil(layer.size / pieceSizeFor(layer.size))
+  assert.equal(asked.size, pieces, 'every piece was asked for')
+  for (const [i, times] of asked) assert.equal(times, 2, `piece ${i}: deferred once, then served`)
+  assert.equal([...scheduler.hosts.values()].reduce((sum, h) => sum + h.failures, 0), failuresBefore, 'no parent was reported as failed')
+  assert.equal(n.transfer.stats().originFetches, 0)
 })
 
 test('concurrent fetches of one digest share one task', async () => {
