@@ -26,8 +26,9 @@ import { parseReference, type RegistryClient } from '../src/distribution/index.j
 import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../src/p2p/index.js'
 import {
   PartialStore, PieceIndex, createP2PTransfer, partialPieceSource,
-  type SupernodeClient, type TaskView
+  type SupernodeClient
 } from '../src/transfer/index.js'
+import { fixedSupernode } from '../test/fixtures/fixed-supernode.js'
 
 export const RAW_PROTOCOL = '/joey-bench/raw/1.0.0'
 const CHUNK = 4 * 1024 * 1024
@@ -136,9 +137,9 @@ async function rawPull (host: P2PHost, addr: string, bytes: number): Promise<num
 
 interface PullCommand { op: 'pull', addr: string, peerId: string, digest: string, size: number, pieceSize: number, pieceDigests: string[] }
 
-/** A supernode that names one parent and listens to nothing: the pull is between two hosts alone. */
+/** A supernode that names one parent: the pull is between two hosts alone. */
 function standInSupernode (cmd: PullCommand): SupernodeClient {
-  const view: TaskView = {
+  return fixedSupernode({
     digest: cmd.digest,
     size: cmd.size,
     pieceSize: cmd.pieceSize,
@@ -146,18 +147,7 @@ function standInSupernode (cmd: PullCommand): SupernodeClient {
     pieceDigests: cmd.pieceDigests,
     parents: [{ peerId: cmd.peerId, addrs: [cmd.addr], seed: false }],
     backToSource: false
-  }
-  return {
-    heartbeat: async () => ['stand-in'],
-    registerTask: async () => view,
-    parents: async () => view,
-    reportPieces: async () => {},
-    reportFailure: async () => {},
-    leave: async () => {},
-    order: () => ['stand-in'],
-    onRestart: () => {},
-    close: async () => {}
-  }
+  })
 }
 
 /** The agent's pull of one blob: the same transfer manager and session opener joeyd composes. */

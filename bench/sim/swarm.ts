@@ -31,6 +31,7 @@ import { seededRandom } from './rng.js'
 /** The agent's transfer settings (createP2PTransfer's defaults unless overridden). */
 export interface AgentModel {
   windowPerParent: number
+  soleParentWindow: number
   inOrderWindow: number
   maxParents: number
   seedWindow: number
@@ -51,6 +52,7 @@ export interface AgentModel {
 
 export const AGENT_DEFAULTS: AgentModel = {
   windowPerParent: 1,
+  soleParentWindow: 4,
   inOrderWindow: 2,
   maxParents: 4,
   seedWindow: 1,
@@ -416,7 +418,7 @@ export function simulate (init: SimInit): SimResult {
     // Peer parents first, seeds last, as the agent does.
     for (const seedPass of [false, true]) for (const l of ag.links.values()) {
       if (l.seed !== seedPass) continue
-      const window = l.seed && ag.links.size > 1 ? a.seedWindow : a.windowPerParent
+      const window = l.seed ? (ag.links.size > 1 ? a.seedWindow : a.windowPerParent) : ag.links.size === 1 ? a.soleParentWindow : a.windowPerParent
       while (l.session !== undefined && l.dirty && l.inflight.size < window) {
         const index = choosePiece(ag.state, l.choice, choiceOptions)
         if (index === undefined) { l.dirty = false; break }

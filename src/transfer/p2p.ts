@@ -33,6 +33,8 @@ export type SessionOpener = (parent: ParentInfo, digest: string, signal: AbortSi
 export interface P2PTransferInit {
   /** Requests in flight per parent. */
   windowPerParent?: number
+  /** Requests in flight to a peer parent that is this node's only parent. */
+  soleParentWindow?: number
   /** In-order pieces kept ahead of everything else, for streaming readers. */
   inOrderWindow?: number
   pieceTimeoutMs?: number
@@ -169,6 +171,10 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
   // children's, and no other parent may be asked for it meanwhile. The swarm simulator
   // (bench/sim) put whole-swarm completion 15–25% lower with 1 than with 4.
   const windowPerParent = init.windowPerParent ?? 1
+  // With one parent, a queued request pins no piece another parent could give, and one
+  // request at a time would leave the link idle for a round trip and a verify per piece
+  // (the transfer bench's single-parent pull).
+  const soleParentWindow = init.soleParentWindow ?? 4
   const inOrderWindow = init.inOrderWindow ?? 2
   const pieceTimeoutMs = init.pieceTimeoutMs ?? 20_000
   const stallTimeoutMs = init.stallTimeoutMs ?? 5_000
@@ -432,7 +438,7 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
       for (const p of ordered) {
         // One request at a time to a seed once peers can serve: each piece should leave
         // the seed as few times as possible.
-        const window = p.info.seed && parents.size > 1 ? seedWindow : windowPerParent
+        const window = p.info.seed ? (parents.size > 1 ? seedWindow : windowPerParent) : parents.size === 1 ? soleParentWindow : windowPerParent
         while (p.session !== undefined && p.inflight.size < window) {
           const index = pick(p)
           if (index === undefined) break
