@@ -85,7 +85,7 @@ async function measure<T extends { ms?: number, piecesMs?: number }> (parent: Pe
 
 export async function run (opts: BenchOptions): Promise<CaseResult> {
   const bytes = opts.quick ? 256 * MiB : 1024 * MiB
-  const rounds = opts.quick ? 2 : 3
+  const rounds = 2
   // Profiles of both processes land in this directory when set (node --cpu-prof).
   const profDir = process.env.JOEY_BENCH_CPU_PROF
   const nodeArgs = (name: string): string[] => profDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : []
