@@ -7,13 +7,22 @@
 export const PIECE_SIZE = 1024 * 1024
 /** A blob has at most about this many pieces; larger blobs get larger pieces. */
 export const MAX_PIECES = 1000
+/**
+ * A blob has at least this many pieces where pieces can be as small as MIN_PIECE_SIZE: a
+ * swarm pipelines a blob only as well as it has pieces to pass along (a 16 MiB layer in
+ * 16 pieces: 1.85 × S÷B simulated at N = 16; in 64: 1.43).
+ */
+export const MIN_PIECES = 64
+export const MIN_PIECE_SIZE = 256 * 1024
 
 /**
- * Piece size of a blob: 1 MiB, doubled until the blob has at most 1,000 pieces, so the
+ * Piece size of a blob: 1 MiB, halved (down to 256 KiB) while the blob has fewer than 64
+ * pieces, doubled while it has more than 1,000, so small layers still pipeline and the
  * per-piece cost (a digest, a bit, a request) stays bounded on very large blobs.
  */
 export function pieceSizeFor (size: number): number {
   let piece = PIECE_SIZE
+  while (piece > MIN_PIECE_SIZE && size / piece < MIN_PIECES) piece /= 2
   while (Math.ceil(size / piece) > MAX_PIECES) piece *= 2
   return piece
 }

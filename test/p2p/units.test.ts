@@ -12,16 +12,21 @@ const MiB = 1024 * 1024
 const code = (c: string) => (err: JoeyError) => err.code === c
 
 describe('piece layout', () => {
-  test('1 MiB pieces, doubled until a blob has at most 1000', () => {
-    assert.equal(pieceSizeFor(0), MiB)
-    assert.equal(pieceSizeFor(1), MiB)
+  test('1 MiB pieces, halved (to 256 KiB) for fewer than 64, doubled until a blob has at most 1000', () => {
+    assert.equal(pieceSizeFor(0), MiB / 4)
+    assert.equal(pieceSizeFor(1), MiB / 4)
+    assert.equal(pieceSizeFor(16 * MiB), MiB / 4)
+    assert.equal(pieceSizeFor(32 * MiB - 1), MiB / 4)
+    assert.equal(pieceSizeFor(32 * MiB), MiB / 2)
+    assert.equal(pieceSizeFor(64 * MiB), MiB)
     assert.equal(pieceSizeFor(1000 * MiB), MiB)
     assert.equal(pieceSizeFor(1000 * MiB + 1), 2 * MiB)
     assert.equal(pieceSizeFor(4000 * MiB + 1), 8 * MiB)
     for (const size of [1, 10 * MiB, 4001 * MiB, 100 * 1024 * MiB, 2 ** 45]) {
       const p = pieceSizeFor(size)
       assert.ok(pieceCount(size, p) <= 1000)
-      assert.ok(p === MiB || pieceCount(size, p / 2) > 1000, `${size}: ${p} is larger than needed`)
+      assert.ok(p <= MiB || pieceCount(size, p / 2) > 1000, `${size}: ${p} is larger than needed`)
+      assert.ok(p >= MiB || pieceCount(size, p * 2) < 64, `${size}: ${p} is smaller than needed`)
     }
   })
 

@@ -23,8 +23,9 @@ before(async () => {
 })
 after(async () => { await app.close() })
 
-test('piece size rule: 1 MiB, doubled to keep at most 1000 pieces', () => {
-  assert.equal(pieceSizeFor(0), 1024 * 1024)
+test('piece size rule: 1 MiB, halved to 256 KiB for small blobs, doubled to keep at most 1000 pieces', () => {
+  assert.equal(pieceSizeFor(0), 256 * 1024)
+  assert.equal(pieceSizeFor(40 * 1024 * 1024), 512 * 1024)
   assert.equal(pieceSizeFor(1000 * 1024 * 1024), 1024 * 1024)
   assert.equal(pieceSizeFor(1001 * 1024 * 1024), 2 * 1024 * 1024)
   assert.equal(pieceSizeFor(4001 * 1024 * 1024), 8 * 1024 * 1024)
@@ -38,8 +39,8 @@ test('agents register, open a task and get the seed as parent', async () => {
   res = await app.inject({ method: 'POST', url: '/api/v1/tasks', payload: { digest: D, size: 2.5 * 1024 * 1024, peerId: 'agent1', reference: '127.0.0.1:5000/busybox', authorization: 'Bearer x' } })
   assert.equal(res.statusCode, 200)
   const body = res.json()
-  assert.equal(body.pieceSize, 1024 * 1024)
-  assert.equal(body.pieceCount, 3)
+  assert.equal(body.pieceSize, 256 * 1024)
+  assert.equal(body.pieceCount, 10)
   assert.deepEqual(body.parents.map((p: { peerId: string }) => p.peerId), ['seedpeer'])
   assert.equal(body.backToSource, false)
   assert.deepEqual(ensured[0], { digest: D, size: 2.5 * 1024 * 1024, reference: '127.0.0.1:5000/busybox', authorization: 'Bearer x' })
