@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml'
 import { JoeyError, errorMessage } from '../common/index.js'
 import { parsePlatform, type RegistryHostConfig } from '../distribution/index.js'
 import {
-  DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_SOCKET_PATH,
+  DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_P2P_MAX_CONCURRENT_DOWNLOADS, DEFAULT_SOCKET_PATH,
   DEFAULT_TCP_PORT, MAX_CONCURRENT_DOWNLOADS_LIMIT, REGISTRY_AUTH_ENV_PREFIX,
   DEFAULT_MIRROR, DEFAULT_MIRROR_UPSTREAM, DEFAULT_P2P_LISTEN
 } from './constants.js'
@@ -248,7 +248,7 @@ function buildProgram (output: ConfigOutput): Command {
     .option('--insecure-registry <host:port>', 'registry reached over plain HTTP (repeatable)', collect)
     .option('--registry-config <file>', 'docker-style config.json to read registry credentials from')
     .option('--platform <os/arch[/variant]>', "platform pulled from multi-platform images (default: this host's)")
-    .option('--max-concurrent-downloads <n>', `layers downloaded at once per pull (default ${DEFAULT_MAX_CONCURRENT_DOWNLOADS})`)
+    .option('--max-concurrent-downloads <n>', `layers downloaded at once per pull (default ${DEFAULT_MAX_CONCURRENT_DOWNLOADS}; ${DEFAULT_P2P_MAX_CONCURRENT_DOWNLOADS} with a supernode)`)
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default ${DEFAULT_LOG_LEVEL})`)
     .addOption(new Option('--log-format <format>', `json, pretty, or auto: pretty when stderr is a terminal (default ${DEFAULT_LOG_FORMAT})`))
     .option('--mirror <host:port|off>', `registry mirror listener (default ${DEFAULT_MIRROR})`)
@@ -336,14 +336,14 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     }
   }
 
-  let maxConcurrentDownloads = DEFAULT_MAX_CONCURRENT_DOWNLOADS
+  let maxConcurrentDownloads: number | undefined
   if (o.maxConcurrentDownloads !== undefined) {
     if (!/^[0-9]+$/.test(o.maxConcurrentDownloads)) throw bad('--max-concurrent-downloads', `expected a whole number, got "${o.maxConcurrentDownloads}"`)
     maxConcurrentDownloads = Number(o.maxConcurrentDownloads)
   } else {
-    maxConcurrentDownloads = (fileValue(file, 'max-concurrent-downloads', 'integer') as number | undefined) ?? maxConcurrentDownloads
+    maxConcurrentDownloads = fileValue(file, 'max-concurrent-downloads', 'integer') as number | undefined
   }
-  if (maxConcurrentDownloads < 1 || maxConcurrentDownloads > MAX_CONCURRENT_DOWNLOADS_LIMIT) {
+  if (maxConcurrentDownloads !== undefined && (maxConcurrentDownloads < 1 || maxConcurrentDownloads > MAX_CONCURRENT_DOWNLOADS_LIMIT)) {
     throw bad(o.maxConcurrentDownloads !== undefined ? '--max-concurrent-downloads' : `${file?.path ?? ''}: max-concurrent-downloads`, `must be 1–${MAX_CONCURRENT_DOWNLOADS_LIMIT}, got ${maxConcurrentDownloads}`)
   }
 
@@ -422,7 +422,9 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
     dataRoot,
     insecureRegistries,
     registries,
-    maxConcurrentDownloads,
+    // With a supernode every layer of a pull starts at once: its seed fetches them all from
+    // the origin at the start, and no layer's swarm starts late behind the others.
+    maxConcurrentDownloads: maxConcurrentDownloads ?? (supernodes.length > 0 ? DEFAULT_P2P_MAX_CONCURRENT_DOWNLOADS : DEFAULT_MAX_CONCURRENT_DOWNLOADS),
     logLevel: logLevel as LogLevel,
     logFormat: logFormat as LogFormat,
     mirrorUpstream,

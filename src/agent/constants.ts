@@ -8,6 +8,8 @@ export const DEFAULT_LOG_LEVEL = 'info'
 export const DEFAULT_LOG_FORMAT = 'json'
 /** docker's max-concurrent-downloads default. */
 export const DEFAULT_MAX_CONCURRENT_DOWNLOADS = 3
+/** The default with a supernode: every layer of a usual image at once. */
+export const DEFAULT_P2P_MAX_CONCURRENT_DOWNLOADS = 16
 export const MAX_CONCURRENT_DOWNLOADS_LIMIT = 64
 
 /** Environment variables named JOEY_REGISTRY_AUTH_<HOST> carry `username:password` for HOST. */

@@ -44,6 +44,9 @@ describe('parseAgentConfig: flags', () => {
     assert.equal(c.logFormat, 'json')
     assert.equal(c.maxConcurrentDownloads, 3)
     assert.equal(c.platform, undefined)
+    // With a supernode every layer starts at once; an explicit value still wins.
+    assert.equal(parseAgentConfig(['--supernode', 'http://10.0.0.1:8002'], {}).maxConcurrentDownloads, 16)
+    assert.equal(parseAgentConfig(['--supernode', 'http://10.0.0.1:8002', '--max-concurrent-downloads', '2'], {}).maxConcurrentDownloads, 2)
     assert.equal(c.registryConfig, undefined)
     assert.equal(c.configFile, undefined)
   })
