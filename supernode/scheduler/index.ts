@@ -17,7 +17,7 @@
 import { JoeyError } from '../../src/common/index.js'
 import {
   F_BACK_TO_SOURCE, F_COMPLETE, F_SEED, H_FAILURES, H_LOAD, H_RACK, H_SLOTS, H_ZONE, HOST_STRIDE, HostTable,
-  P_COUNT, P_FLAGS, P_HOST, P_PARENTS, P_RANK, P_SEED_PARENTS, P_SEEN, PEER_STRIDE, PeerTable
+  P_COUNT, P_FLAGS, P_HOST, P_PARENTS, P_RANK, P_SEED_PARENTS, P_SEEN, PeerTable
 } from './tables.js'
 
 export interface HostLabels {
@@ -51,9 +51,43 @@ export interface HostState {
   readonly lastFailureAt: number
 }
 
-type Host = { -readonly [K in keyof HostState]: HostState[K] } & {
-  /** Row in the host table. */
+class Host implements HostState {
+  readonly seed: boolean
+  addrs: string[]
+  labels: HostLabels
+  uploadSlots: number
+  lastSeen: number
+  failures = 0
+  lastFailureAt = 0
+  /** Row in the host table, -1 once the host is removed. */
   row: number
+  private loadWhenRemoved = 0
+
+  constructor (
+    private readonly table: HostTable,
+    readonly peerId: string,
+    reg: HostRegistration,
+    uploadSlots: number,
+    readonly registeredAt: number
+  ) {
+    this.addrs = reg.addrs
+    this.labels = { ...(reg.labels ?? {}) }
+    this.uploadSlots = uploadSlots
+    this.lastSeen = registeredAt
+    this.seed = reg.seed === true
+    this.row = table.alloc()
+  }
+
+  /** Lives in the table only: a decision links and unlinks parents through their rows. */
+  get load (): number {
+    return this.row < 0 ? this.loadWhenRemoved : this.table.ints[this.row * HOST_STRIDE + H_LOAD] as number
+  }
+
+  remove (): void {
+    this.loadWhenRemoved = this.load
+    this.table.release(this.row)
+    this.row = -1
+  }
 }
 
 /** A peer of a task. Read-only outside the scheduler. */
@@ -61,9 +95,10 @@ export interface PeerTaskState {
   readonly peerId: string
   readonly rank: number
   readonly complete: boolean
-  readonly parents: ReadonlySet<string>
+  /** The peer's parents in this task, by peer id. */
+  readonly parents: ReadonlyMap<string, PeerTaskState>
   /** Peers of this task that have this peer as a parent (the reverse of `parents`). */
-  readonly children: ReadonlySet<string>
+  readonly children: ReadonlyMap<string, PeerTaskState>
   /** The peer's host (a task's peers leave it when their host is removed). */
   readonly host: HostState
   readonly seed: boolean
@@ -78,8 +113,8 @@ interface Peer {
   peerId: string
   rank: number
   complete: boolean
-  parents: Set<string>
-  children: Set<string>
+  parents: Map<string, Peer>
+  children: Map<string, Peer>
   host: Host
   seed: boolean
   blocked: Set<string>
@@ -250,19 +285,7 @@ export class Scheduler {
       if (reg.uploadSlots !== undefined) host.uploadSlots = reg.uploadSlots
       host.lastSeen = now
     } else {
-      host = {
-        peerId: reg.peerId,
-        addrs: reg.addrs,
-        labels: { ...(reg.labels ?? {}) },
-        uploadSlots: reg.uploadSlots ?? this.opts.defaultUploadSlots,
-        seed: reg.seed === true,
-        registeredAt: now,
-        lastSeen: now,
-        load: 0,
-        failures: 0,
-        lastFailureAt: 0,
-        row: this.hostTable.alloc()
-      }
+      host = new Host(this.hostTable, reg.peerId, reg, reg.uploadSlots ?? this.opts.defaultUploadSlots, now)
       this.hostMap.set(reg.peerId, host)
     }
     const at = host.row * HOST_STRIDE
@@ -278,7 +301,7 @@ export class Scheduler {
     if (host === undefined) return
     this.hostMap.delete(peerId)
     for (const task of this.taskMap.values()) this.leaveTask(task.digest, peerId)
-    this.hostTable.release(host.row)
+    host.remove()
   }
 
   /** Drops hosts not seen within the TTL (seeds never expire). Returns the removed ids. */
@@ -351,8 +374,8 @@ export class Scheduler {
         peerId,
         rank: host.seed ? 0 : task.nextRank++,
         complete: false,
-        parents: new Set(),
-        children: new Set(),
+        parents: new Map(),
+        children: new Map(),
         host,
         seed: host.seed,
         blocked: new Set(),
@@ -364,9 +387,9 @@ export class Scheduler {
         doneSlot: -1
       }
       const ints = task.table.ints
-      ints[row * PEER_STRIDE + P_HOST] = host.row
-      ints[row * PEER_STRIDE + P_RANK] = peer.rank
-      ints[row * PEER_STRIDE + P_FLAGS] = host.seed ? F_SEED : 0
+      ints[row * task.table.stride + P_HOST] = host.row
+      ints[row * task.table.stride + P_RANK] = peer.rank
+      ints[row * task.table.stride + P_FLAGS] = host.seed ? F_SEED : 0
       task.byRow[row] = peer
       task.peers.set(peerId, peer)
       if (host.seed) task.seeds.add(peerId)
@@ -383,15 +406,13 @@ export class Scheduler {
     this.dropParents(task, peer)
     // Children of the leaving peer lose it as a parent.
     const ints = task.table.ints
-    for (const childId of peer.children) {
-      const child = task.peers.get(childId)
-      if (child === undefined) continue
+    for (const child of peer.children.values()) {
       child.parents.delete(peerId)
-      ints[child.row * PEER_STRIDE + P_PARENTS]--
-      if (peer.seed) ints[child.row * PEER_STRIDE + P_SEED_PARENTS]--
+      ints[child.row * task.table.stride + P_PARENTS]--
+      if (peer.seed) ints[child.row * task.table.stride + P_SEED_PARENTS]--
     }
     const host = this.hostMap.get(peerId)
-    if (host !== undefined) this.setLoad(host, Math.max(0, host.load - peer.children.size))
+    if (host !== undefined) this.addLoad(host.row, -peer.children.size)
     peer.children.clear()
     this.setComplete(task, peer, false)
     task.backToSource.delete(peerId)
@@ -419,7 +440,7 @@ export class Scheduler {
 
   private setComplete (task: Task, peer: Peer, complete: boolean): void {
     peer.complete = complete
-    const at = peer.row * PEER_STRIDE + P_FLAGS
+    const at = peer.row * task.table.stride + P_FLAGS
     const ints = task.table.ints
     ints[at] = complete ? ints[at] | F_COMPLETE : ints[at] & ~F_COMPLETE
     if (complete && peer.doneSlot < 0) {
@@ -438,16 +459,17 @@ export class Scheduler {
 
   private setBackToSource (task: Task, peer: Peer, on: boolean): void {
     peer.backToSource = on
-    const at = peer.row * PEER_STRIDE + P_FLAGS
+    const at = peer.row * task.table.stride + P_FLAGS
     const ints = task.table.ints
     ints[at] = on ? ints[at] | F_BACK_TO_SOURCE : ints[at] & ~F_BACK_TO_SOURCE
     if (on) task.backToSource.add(peer.peerId)
     else task.backToSource.delete(peer.peerId)
   }
 
-  private setLoad (host: Host, load: number): void {
-    host.load = load
-    this.hostTable.ints[host.row * HOST_STRIDE + H_LOAD] = load
+  private addLoad (hostRow: number, delta: number): void {
+    const ints = this.hostTable.ints
+    const at = hostRow * HOST_STRIDE + H_LOAD
+    ints[at] = Math.max(0, (ints[at] as number) + delta)
   }
 
   /** Records pieces a peer holds (verified). `complete` marks the whole blob. */
@@ -468,7 +490,7 @@ export class Scheduler {
       this.setComplete(task, peer, true)
       this.dropParents(task, peer)
       this.setBackToSource(task, peer, false)
-    } else if (task.pieceCount !== undefined && task.pieceCount > 0 && table.ints[peer.row * PEER_STRIDE + P_COUNT] === task.pieceCount) {
+    } else if (task.pieceCount !== undefined && task.pieceCount > 0 && table.ints[peer.row * table.stride + P_COUNT] === task.pieceCount) {
       this.setComplete(task, peer, true)
       this.dropParents(task, peer)
     }
@@ -491,7 +513,8 @@ export class Scheduler {
       this.hostTable.lastFailureAt[parentHost.row] = now
     }
     if (peer !== undefined) {
-      if (peer.parents.has(parentId)) this.unlink(task, peer, parentId)
+      const parent = peer.parents.get(parentId)
+      if (parent !== undefined) this.unlink(task, peer, parent)
       if (reason === 'corrupt') peer.blocked.add(parentId)
     }
     if (reason === 'corrupt') {
@@ -514,9 +537,9 @@ export class Scheduler {
     // A seed's child keeps its seed until it completes: the agent keeps that session
     // anyway, and the seed's cap of children must go on counting it.
     let keptSeeds: string[] | undefined
-    if (table.ints[peer.row * PEER_STRIDE + P_SEED_PARENTS] > 0) {
+    if (table.ints[peer.row * table.stride + P_SEED_PARENTS] > 0) {
       keptSeeds = []
-      for (const id of peer.parents) if (task.seeds.has(id)) keptSeeds.push(id)
+      for (const p of peer.parents.values()) if (p.seed) keptSeeds.push(p.peerId)
     }
     this.dropParents(task, peer)
     if (peer.complete) return { parents: [], backToSource: false }
@@ -550,6 +573,7 @@ export class Scheduler {
   private score (task: Task, peer: Peer, n: number, hasKeptSeeds: boolean, now: number): number {
     const table = task.table
     const ints = table.ints
+    const stride = table.stride
     const hostInts = this.hostTable.ints
     const lastFailureAt = this.hostTable.lastFailureAt
     const me = peer.row
@@ -557,7 +581,7 @@ export class Scheduler {
     const zone = hostInts[myHost + H_ZONE] as number
     const rack = hostInts[myHost + H_RACK] as number
     const pieceCount = task.pieceCount ?? Infinity
-    const missing = Math.max(1, (task.pieceCount ?? 1) - (ints[me * PEER_STRIDE + P_COUNT] as number))
+    const missing = Math.max(1, (task.pieceCount ?? 1) - (ints[me * stride + P_COUNT] as number))
     const failureWindowMs = this.opts.failureWindowMs
     const unranked = !this.opts.ranked
     const cands = this.cands
@@ -571,7 +595,7 @@ export class Scheduler {
     // (its last reports may still be on their way, so "complete" alone comes too late).
     let agentHolds = false
     for (let i = 0; i < n; i++) {
-      const at = (cands[i] as number) * PEER_STRIDE
+      const at = (cands[i] as number) * stride
       const flags = ints[at + P_FLAGS] as number
       if ((flags & F_SEED) === 0 && ((flags & F_COMPLETE) !== 0 || (ints[at + P_COUNT] as number) * 2 >= pieceCount)) { agentHolds = true; break }
     }
@@ -579,7 +603,7 @@ export class Scheduler {
     this.capSeeds = false
     for (let i = 0; i < n; i++) {
       const row = cands[i] as number
-      const at = row * PEER_STRIDE
+      const at = row * stride
       const flags = ints[at + P_FLAGS] as number
       const complete = (flags & F_COMPLETE) !== 0
       const seed = (flags & F_SEED) !== 0
@@ -641,7 +665,7 @@ export class Scheduler {
       const score = scores[i] as number
       if (k === slots && score <= (bestScores[k - 1] as number)) continue
       const row = scoredRows[i] as number
-      if (((task.table.ints[row * PEER_STRIDE + P_FLAGS] as number) & F_SEED) !== 0) {
+      if (((task.table.ints[row * task.table.stride + P_FLAGS] as number) & F_SEED) !== 0) {
         const p = task.byRow[row] as Peer
         if (keptSeeds?.includes(p.peerId) === true) continue
         if (capSeeds && p.children.size >= this.opts.seedChildrenPerTask) continue
@@ -702,7 +726,7 @@ export class Scheduler {
   private probe (task: Task, peer: Peer, row: number, sets: boolean, exclude: ReadonlySet<string>, failureCutoff: number): boolean {
     if (row < 0) return false
     const ints = task.table.ints
-    const at = row * PEER_STRIDE
+    const at = row * task.table.stride
     if (ints[at + P_SEEN] === this.mark || ((ints[at + P_FLAGS] as number) & F_SEED) !== 0) return false
     ints[at + P_SEEN] = this.mark
     return this.eligible(task, peer, row, sets, exclude, failureCutoff)
@@ -716,7 +740,7 @@ export class Scheduler {
       if (exclude.has(id) || task.blocked.has(id) || peer.blocked.has(id)) return false
     }
     const ints = task.table.ints
-    const at = row * PEER_STRIDE
+    const at = row * task.table.stride
     const flags = ints[at + P_FLAGS] as number
     const complete = (flags & F_COMPLETE) !== 0
     if (this.opts.ranked && !complete && (ints[at + P_RANK] as number) >= peer.rank) return false
@@ -732,36 +756,32 @@ export class Scheduler {
   private resetMarks (): void {
     for (const task of this.taskMap.values()) {
       const ints = task.table.ints
-      for (let at = P_SEEN; at < ints.length; at += PEER_STRIDE) ints[at] = 0
+      for (let at = P_SEEN; at < ints.length; at += task.table.stride) ints[at] = 0
     }
     this.mark = 1
   }
 
   private link (task: Task, peer: Peer, parent: Peer): void {
-    peer.parents.add(parent.peerId)
-    parent.children.add(peer.peerId)
+    peer.parents.set(parent.peerId, parent)
+    parent.children.set(peer.peerId, peer)
     const ints = task.table.ints
-    ints[peer.row * PEER_STRIDE + P_PARENTS]++
-    if (parent.seed) ints[peer.row * PEER_STRIDE + P_SEED_PARENTS]++
-    this.setLoad(parent.host, parent.host.load + 1)
+    ints[peer.row * task.table.stride + P_PARENTS]++
+    if (parent.seed) ints[peer.row * task.table.stride + P_SEED_PARENTS]++
+    this.addLoad(ints[parent.row * task.table.stride + P_HOST] as number, 1)
   }
 
-  private unlink (task: Task, peer: Peer, parentId: string): void {
-    peer.parents.delete(parentId)
+  private unlink (task: Task, peer: Peer, parent: Peer): void {
+    peer.parents.delete(parent.peerId)
+    parent.children.delete(peer.peerId)
     const ints = task.table.ints
-    ints[peer.row * PEER_STRIDE + P_PARENTS]--
-    const parent = task.peers.get(parentId)
-    if (parent !== undefined) {
-      parent.children.delete(peer.peerId)
-      if (parent.seed) ints[peer.row * PEER_STRIDE + P_SEED_PARENTS]--
-    }
-    const host = this.hostMap.get(parentId)
-    if (host !== undefined) this.setLoad(host, Math.max(0, host.load - 1))
+    ints[peer.row * task.table.stride + P_PARENTS]--
+    if (parent.seed) ints[peer.row * task.table.stride + P_SEED_PARENTS]--
+    this.addLoad(ints[parent.row * task.table.stride + P_HOST] as number, -1)
   }
 
   private dropParents (task: Task, peer: Peer): void {
     // Deleting the entry being visited is safe while iterating a Set.
-    for (const parentId of peer.parents) this.unlink(task, peer, parentId)
+    for (const parent of peer.parents.values()) this.unlink(task, peer, parent)
   }
 
   private mustTask (digest: string): Task {

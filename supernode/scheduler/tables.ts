@@ -2,8 +2,8 @@
  * The scheduler's hot state in typed arrays. A parent decision probes a random sample of a
  * task's peers; with one object per peer, its host, its labels, its parent set and its
  * bitfield each spread over the heap, a probe of a 5,000-peer task touched six to eight
- * cache lines. Here a probe reads one row of a task's peer table (32 bytes), that peer's
- * piece bits (contiguous, one line for up to 512 pieces) and one row of the host table.
+ * cache lines. Here a probe reads one row of a task's peer table (its lanes and its piece
+ * bits together: 64 bytes up to 256 pieces) and one row of the host table.
  *
  * The objects (HostState, PeerTaskState) stay the scheduler's public view and the home of
  * everything a decision does not read per candidate (sets of parents, children, blocked
@@ -18,7 +18,7 @@ export const H_ZONE = 3
 export const H_RACK = 4
 export const HOST_STRIDE = 8
 
-/** Peer table lanes (Int32, PEER_STRIDE per peer of a task). */
+/** Peer table lanes (Int32, the first PEER_LANES of each row, before the piece bits). */
 export const P_HOST = 0
 export const P_COUNT = 1
 export const P_FLAGS = 2
@@ -26,7 +26,7 @@ export const P_PARENTS = 3
 export const P_SEED_PARENTS = 4
 export const P_SEEN = 5
 export const P_RANK = 6
-export const PEER_STRIDE = 8
+export const PEER_LANES = 8
 
 export const F_SEED = 1
 export const F_COMPLETE = 2
@@ -84,29 +84,29 @@ export class HostTable {
 }
 
 export class PeerTable {
+  /** Rows of `stride` ints: PEER_LANES lanes, then the piece bits. */
   ints: Int32Array
-  /** Piece bits, `words` 32-bit words per row; bit i of a row is word i >> 5, mask 1 << (i & 31). */
+  /** The same memory as `ints`, for the piece bits: bit i of a row is word i >> 5, mask 1 << (i & 31). */
   bits: Uint32Array
   words: number
+  /**
+   * Ints per row: the lanes and the bits together, so a probe of a candidate reads one
+   * cache line for up to 256 pieces (two for up to 768).
+   */
+  stride: number
   private readonly rows = new Rows(64)
 
   constructor (pieces: number) {
     this.words = Math.max(1, Math.ceil(pieces / 32))
-    this.ints = new Int32Array(64 * PEER_STRIDE)
-    this.bits = new Uint32Array(64 * this.words)
+    this.stride = strideFor(this.words)
+    this.ints = new Int32Array(64 * this.stride)
+    this.bits = new Uint32Array(this.ints.buffer)
   }
 
   alloc (): number {
     const row = this.rows.take()
-    if (row >= this.rows.capacity) {
-      this.rows.capacity *= 2
-      this.ints = grow(this.ints, this.rows.capacity * PEER_STRIDE)
-      const bits = new Uint32Array(this.rows.capacity * this.words)
-      bits.set(this.bits)
-      this.bits = bits
-    }
-    this.ints.fill(0, row * PEER_STRIDE, (row + 1) * PEER_STRIDE)
-    this.bits.fill(0, row * this.words, (row + 1) * this.words)
+    if (row >= this.rows.capacity) this.relayout(this.rows.capacity * 2, this.words)
+    this.ints.fill(0, row * this.stride, (row + 1) * this.stride)
     return row
   }
 
@@ -115,26 +115,34 @@ export class PeerTable {
   /** Widens every row to hold `pieces` bits (a task's piece count can become known late). */
   widen (pieces: number): void {
     const words = Math.ceil(pieces / 32)
-    if (words <= this.words) return
-    const bits = new Uint32Array(this.rows.capacity * words)
-    for (let r = 0; r < this.rows.capacity; r++) bits.set(this.bits.subarray(r * this.words, (r + 1) * this.words), r * words)
-    this.bits = bits
+    if (words > this.words) this.relayout(this.rows.capacity, words)
+  }
+
+  private relayout (capacity: number, words: number): void {
+    const stride = strideFor(words)
+    const ints = new Int32Array(capacity * stride)
+    const used = PEER_LANES + this.words
+    for (let r = 0; r < this.rows.capacity; r++) ints.set(this.ints.subarray(r * this.stride, r * this.stride + used), r * stride)
+    this.ints = ints
+    this.bits = new Uint32Array(ints.buffer)
+    this.rows.capacity = capacity
     this.words = words
+    this.stride = stride
   }
 
   /** Sets piece `index` of a row; returns whether it was newly set. */
   set (row: number, index: number): boolean {
-    const w = row * this.words + (index >>> 5)
+    const w = row * this.stride + PEER_LANES + (index >>> 5)
     const mask = 1 << (index & 31)
-    const word = this.bits[w] as number
+    const word = this.ints[w] as number
     if ((word & mask) !== 0) return false
-    this.bits[w] = word | mask
-    this.ints[row * PEER_STRIDE + P_COUNT]++
+    this.ints[w] = word | mask
+    this.ints[row * this.stride + P_COUNT]++
     return true
   }
 
   has (row: number, index: number): boolean {
-    return index >= 0 && index < this.words * 32 && ((this.bits[row * this.words + (index >>> 5)] as number) & (1 << (index & 31))) !== 0
+    return index >= 0 && index < this.words * 32 && ((this.ints[row * this.stride + PEER_LANES + (index >>> 5)] as number) & (1 << (index & 31))) !== 0
   }
 
   /** Sets pieces 0 … n-1 of a row. */
@@ -145,11 +153,10 @@ export class PeerTable {
   /** Pieces row `a` holds that row `b` lacks. */
   missingIn (a: number, b: number): number {
     const bits = this.bits
-    const words = this.words
-    let ia = a * words
-    let ib = b * words
+    let ia = a * this.stride + PEER_LANES
+    let ib = b * this.stride + PEER_LANES
     let n = 0
-    for (const end = ia + words; ia < end; ia++, ib++) {
+    for (const end = ia + this.words; ia < end; ia++, ib++) {
       let x = (bits[ia] as number) & ~(bits[ib] as number)
       if (x === 0) continue
       x = x - ((x >>> 1) & 0x55555555)
@@ -159,4 +166,9 @@ export class PeerTable {
     }
     return n
   }
+}
+
+/** Lanes and bits rounded up to whole 32-byte halves of a cache line. */
+function strideFor (words: number): number {
+  return Math.ceil((PEER_LANES + words) / 8) * 8
 }

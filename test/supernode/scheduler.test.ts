@@ -220,6 +220,10 @@ test('the peer table counts pieces a row holds and another lacks, across words, 
   t.widen(300)
   t.set(b, 299)
   assert.deepEqual([t.has(a, 32), t.has(a, 33), t.has(b, 299), t.missingIn(a, b), t.missingIn(b, a)], [true, false, true, 3, 1])
+  // Growing past the first rows keeps what the rows hold.
+  const more = Array.from({ length: 100 }, () => t.alloc())
+  for (const r of more) t.set(r, r % 300)
+  assert.ok(more.every(r => t.has(r, r % 300)) && t.has(a, 39) && t.has(b, 299))
   t.release(a)
   const c = t.alloc()
   assert.equal(c, a, 'a released row is reused')
