@@ -73,6 +73,11 @@ test('same zone and rack come first', () => {
   s.joinTask(D, 'me')
   const choice = s.parents(D, 'me')
   assert.deepEqual(choice.parents.slice(0, 3).map(p => p.peerId), ['rack', 'zone', 'far'])
+  // Labels sent again with a heartbeat take effect at once.
+  s.upsertHost({ peerId: 'far', addrs: [], labels: { zone: 'a', rack: 'r1' } })
+  s.upsertHost({ peerId: 'rack', addrs: [], labels: { zone: 'b' } })
+  // (The seed comes first now: a seed child keeps its seed.)
+  assert.deepEqual(s.parents(D, 'me').parents.map(p => p.peerId).filter(id => id !== 'seed'), ['far', 'zone', 'rack'])
 })
 
 test('load spreads: no parent gets more children than its slots while others are free', () => {
