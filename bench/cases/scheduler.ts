@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { BLOB_SIZES, createWorkload } from '../sim/scheduler-workload.js'
+import { SCHEDULER_DEFAULTS } from '../../supernode/scheduler/index.js'
 import { MiB, type BenchOptions, type CaseResult, type Metric } from '../lib.js'
 
 const DECISIONS_TARGET = 20_000
@@ -79,7 +80,7 @@ export async function run (opts: BenchOptions): Promise<CaseResult> {
     `decisions: ${decisions} in ${decideCpu.toFixed(2)} s CPU (${decideWall.toFixed(2)} s wall${decideWall > decideCpu * 1.3 ? '; other work on the machine took the CPU' : ''})`,
     `memory: a child process with --expose-gc holding ${mem.peerTasks} peer-task states (RSS ${(mem.rssBefore / MiB).toFixed(0)} MiB before building them)`
   ]
-  if (perSecond < DECISIONS_TARGET) notes.push(`decisions/s below ${DECISIONS_TARGET}: a decision probes and scores up to 48 random candidates (peer state, host, bitfield each), which at thousands of peers are mostly cache misses; a smaller sample or per-task typed arrays would cut that. A loaded machine also slows CPU-time rates`)
+  if (perSecond < DECISIONS_TARGET) notes.push(`decisions/s below ${DECISIONS_TARGET}: a decision probes and scores up to ${SCHEDULER_DEFAULTS.sampleSize} random candidates, each a row of the task's peer table, its piece bits and its host's row (typed arrays); at thousands of peers these are cache misses, and a loaded machine (other processes evicting the caches) slows CPU-time rates too`)
   return {
     name: 'scheduler',
     description: 'The real supernode scheduler in-process under thousands of simulated peers: decisions per CPU second and memory',

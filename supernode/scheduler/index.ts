@@ -10,10 +10,15 @@
  *
  * Parent choice looks at a bounded sample of holders, so one decision costs the same at
  * 50 peers as at 5,000: usefulness (pieces the child lacks), free upload slots, zone and
- * rack locality, and recent failures. The seed is a parent of last resort among holders:
+ * rack locality, and recent failures. What a decision reads of each candidate lives in
+ * typed arrays (tables.ts), so a probe costs a few cache lines, not a walk over objects. The seed is a parent of last resort among holders:
  * origin bytes leave it once, and its upload link is better spent on the first copies.
  */
-import { Bitfield, JoeyError } from '../../src/common/index.js'
+import { JoeyError } from '../../src/common/index.js'
+import {
+  F_BACK_TO_SOURCE, F_COMPLETE, F_SEED, H_FAILURES, H_LOAD, H_RACK, H_SLOTS, H_ZONE, HOST_STRIDE, HostTable,
+  P_COUNT, P_FLAGS, P_HOST, P_PARENTS, P_RANK, P_SEED_PARENTS, P_SEEN, PeerTable
+} from './tables.js'
 
 export interface HostLabels {
   zone?: string
@@ -31,63 +36,136 @@ export interface HostRegistration {
   seed?: boolean
 }
 
+/** A host as the scheduler knows it. Read-only outside the scheduler (its tables mirror it). */
 export interface HostState {
-  peerId: string
+  readonly peerId: string
+  readonly addrs: string[]
+  readonly labels: HostLabels
+  readonly uploadSlots: number
+  readonly seed: boolean
+  readonly registeredAt: number
+  readonly lastSeen: number
+  /** Children currently assigned to this host, over all tasks. */
+  readonly load: number
+  readonly failures: number
+  readonly lastFailureAt: number
+}
+
+class Host implements HostState {
+  readonly seed: boolean
   addrs: string[]
   labels: HostLabels
   uploadSlots: number
-  seed: boolean
-  registeredAt: number
   lastSeen: number
-  /** Children currently assigned to this host, over all tasks. */
-  load: number
-  failures: number
-  lastFailureAt: number
+  failures = 0
+  lastFailureAt = 0
+  /** Row in the host table, -1 once the host is removed. */
+  row: number
+  private loadWhenRemoved = 0
+
+  constructor (
+    private readonly table: HostTable,
+    readonly peerId: string,
+    reg: HostRegistration,
+    uploadSlots: number,
+    readonly registeredAt: number
+  ) {
+    this.addrs = reg.addrs
+    this.labels = { ...(reg.labels ?? {}) }
+    this.uploadSlots = uploadSlots
+    this.lastSeen = registeredAt
+    this.seed = reg.seed === true
+    this.row = table.alloc()
+  }
+
+  /** Lives in the table only: a decision links and unlinks parents through their rows. */
+  get load (): number {
+    return this.row < 0 ? this.loadWhenRemoved : this.table.ints[this.row * HOST_STRIDE + H_LOAD] as number
+  }
+
+  remove (): void {
+    this.loadWhenRemoved = this.load
+    this.table.release(this.row)
+    this.row = -1
+  }
 }
 
+/** A peer of a task. Read-only outside the scheduler. */
 export interface PeerTaskState {
+  readonly peerId: string
+  readonly rank: number
+  readonly complete: boolean
+  /** The peer's parents in this task, by peer id. */
+  readonly parents: ReadonlyMap<string, PeerTaskState>
+  /** Peers of this task that have this peer as a parent (the reverse of `parents`). */
+  readonly children: ReadonlyMap<string, PeerTaskState>
+  /** The peer's host (a task's peers leave it when their host is removed). */
+  readonly host: HostState
+  readonly seed: boolean
+  /** Parents this peer refuses for this task (sent corrupt pieces). */
+  readonly blocked: ReadonlySet<string>
+  readonly backToSource: boolean
+  readonly joinedAt: number
+  readonly updatedAt: number
+}
+
+interface Peer {
   peerId: string
   rank: number
-  pieces: Bitfield
   complete: boolean
-  parents: Set<string>
-  /** Peers of this task that have this peer as a parent (the reverse of `parents`). */
-  children: Set<string>
-  /** The peer's host (a task's peers leave it when their host is removed). */
-  host: HostState
+  parents: Map<string, Peer>
+  children: Map<string, Peer>
+  host: Host
   seed: boolean
-  /** Position in the task's join order (internal; changes when the order is compacted). */
-  slot: number
-  /** Position among the task's complete peers, or -1 (internal). */
-  doneSlot: number
-  /** The last decision that sampled this peer (internal; spares a set per decision). */
-  seenBy: number
-  /** Parents this peer refuses for this task (sent corrupt pieces). */
   blocked: Set<string>
   backToSource: boolean
   joinedAt: number
   updatedAt: number
+  /** Row in the task's peer table. */
+  row: number
+  /** Position in the task's join order (changes when the order is compacted), -1 for seeds. */
+  slot: number
+  /** Position among the task's complete peers, or -1. */
+  doneSlot: number
 }
 
 export interface TaskState {
+  readonly digest: string
+  readonly size?: number
+  readonly pieceSize?: number
+  readonly pieceCount?: number
+  readonly pieceDigests: ReadonlyArray<string | undefined>
+  readonly peers: ReadonlyMap<string, PeerTaskState>
+  readonly seeds: ReadonlySet<string>
+  /** Peers blocked for everyone in this task (reported corrupt by several peers). */
+  readonly blocked: ReadonlySet<string>
+  readonly backToSource: ReadonlySet<string>
+  readonly createdAt: number
+  readonly updatedAt: number
+}
+
+interface Task {
   digest: string
   size?: number
   pieceSize?: number
   pieceCount?: number
   pieceDigests: Array<string | undefined>
-  peers: Map<string, PeerTaskState>
+  peers: Map<string, Peer>
+  /** Hot per-peer state, by row. */
+  table: PeerTable
+  /** The peer of each row of `table`. */
+  byRow: Array<Peer | undefined>
   /**
-   * Non-seed peers in join order (so in rank order), with holes where peers left: the
+   * Rows of non-seed peers in join order (so in rank order), -1 where peers left: the
    * peers a child may take while they download are a prefix of it, which lets a decision
    * sample them without looking at all of them.
    */
-  order: Array<PeerTaskState | undefined>
+  order: number[]
   holes: number
-  /** Peers holding the whole blob: parents for anyone, whatever their rank. */
-  completes: PeerTaskState[]
+  /** Rows of the peers holding the whole blob: parents for anyone, whatever their rank. */
+  completes: number[]
   seeds: Set<string>
   nextRank: number
-  /** Peers blocked for everyone in this task (reported corrupt by several peers). */
   blocked: Set<string>
   corruptReports: Map<string, Set<string>>
   backToSource: Set<string>
@@ -143,12 +221,35 @@ export const SCHEDULER_DEFAULTS = {
 
 const NO_PEERS: ReadonlySet<string> = new Set()
 
+/** Interns label values as small integers (0: no label), so locality is an integer compare. */
+function labelId (ids: Map<string, number>, value: string | undefined): number {
+  if (value === undefined) return 0
+  let id = ids.get(value)
+  if (id === undefined) { id = ids.size + 1; ids.set(value, id) }
+  return id
+}
+
 export class Scheduler {
-  readonly hosts = new Map<string, HostState>()
-  readonly tasks = new Map<string, TaskState>()
+  readonly hosts: ReadonlyMap<string, HostState>
+  readonly tasks: ReadonlyMap<string, TaskState>
+  private readonly hostMap = new Map<string, Host>()
+  private readonly taskMap = new Map<string, Task>()
+  private readonly hostTable = new HostTable()
+  private readonly zones = new Map<string, number>()
+  private readonly racks = new Map<string, number>()
   private readonly opts: Required<Omit<SchedulerInit, 'now' | 'random'>>
   private readonly now: () => number
   private readonly random: () => number
+  /** Marks the candidates a decision has seen (the peer table's P_SEEN lane). */
+  private mark = 0
+  // Scratch space of one decision, reused: candidate rows, then scored rows and scores.
+  private cands = new Int32Array(128)
+  private scoredRows = new Int32Array(128)
+  private scores = new Float64Array(128)
+  private bestRows = new Int32Array(8)
+  private bestScores = new Float64Array(8)
+  /** Whether the current decision scored a candidate that is not a seed. */
+  private capSeeds = false
   decisions = 0
 
   constructor (init: SchedulerInit = {}) {
@@ -166,6 +267,12 @@ export class Scheduler {
     }
     this.now = init.now ?? Date.now
     this.random = init.random ?? Math.random
+    this.hosts = this.hostMap
+    this.tasks = this.taskMap
+    if (this.opts.maxParents > this.bestRows.length) {
+      this.bestRows = new Int32Array(this.opts.maxParents)
+      this.bestScores = new Float64Array(this.opts.maxParents)
+    }
   }
 
   get hostTtlMs (): number { return this.opts.hostTtlMs }
@@ -173,40 +280,37 @@ export class Scheduler {
   /** Registers a host or refreshes it (heartbeat). */
   upsertHost (reg: HostRegistration): HostState {
     const now = this.now()
-    const existing = this.hosts.get(reg.peerId)
-    if (existing !== undefined) {
-      existing.addrs = reg.addrs
-      if (reg.labels !== undefined) existing.labels = { ...reg.labels }
-      if (reg.uploadSlots !== undefined) existing.uploadSlots = reg.uploadSlots
-      existing.lastSeen = now
-      return existing
+    let host = this.hostMap.get(reg.peerId)
+    if (host !== undefined) {
+      host.addrs = reg.addrs
+      if (reg.labels !== undefined) host.labels = { ...reg.labels }
+      if (reg.uploadSlots !== undefined) host.uploadSlots = reg.uploadSlots
+      host.lastSeen = now
+    } else {
+      host = new Host(this.hostTable, reg.peerId, reg, reg.uploadSlots ?? this.opts.defaultUploadSlots, now)
+      this.hostMap.set(reg.peerId, host)
     }
-    const host: HostState = {
-      peerId: reg.peerId,
-      addrs: reg.addrs,
-      labels: { ...(reg.labels ?? {}) },
-      uploadSlots: reg.uploadSlots ?? this.opts.defaultUploadSlots,
-      seed: reg.seed === true,
-      registeredAt: now,
-      lastSeen: now,
-      load: 0,
-      failures: 0,
-      lastFailureAt: 0
-    }
-    this.hosts.set(reg.peerId, host)
+    const at = host.row * HOST_STRIDE
+    const ints = this.hostTable.ints
+    ints[at + H_SLOTS] = host.uploadSlots
+    ints[at + H_ZONE] = labelId(this.zones, host.labels.zone)
+    ints[at + H_RACK] = labelId(this.racks, host.labels.rack)
     return host
   }
 
   removeHost (peerId: string): void {
-    if (!this.hosts.delete(peerId)) return
-    for (const task of this.tasks.values()) this.leaveTask(task.digest, peerId)
+    const host = this.hostMap.get(peerId)
+    if (host === undefined) return
+    this.hostMap.delete(peerId)
+    for (const task of this.taskMap.values()) this.leaveTask(task.digest, peerId)
+    host.remove()
   }
 
   /** Drops hosts not seen within the TTL (seeds never expire). Returns the removed ids. */
   expireHosts (): string[] {
     const cutoff = this.now() - this.opts.hostTtlMs
     const gone: string[] = []
-    for (const host of this.hosts.values()) {
+    for (const host of this.hostMap.values()) {
       if (!host.seed && host.lastSeen < cutoff) gone.push(host.peerId)
     }
     for (const id of gone) this.removeHost(id)
@@ -216,12 +320,14 @@ export class Scheduler {
   /** Creates the task if needed and records what is known of the blob. */
   upsertTask (digest: string, meta: { size?: number, pieceSize?: number } = {}): TaskState {
     const now = this.now()
-    let task = this.tasks.get(digest)
+    let task = this.taskMap.get(digest)
     if (task === undefined) {
       task = {
         digest,
         pieceDigests: [],
         peers: new Map(),
+        table: new PeerTable(0),
+        byRow: [],
         order: [],
         holes: 0,
         completes: [],
@@ -233,7 +339,7 @@ export class Scheduler {
         createdAt: now,
         updatedAt: now
       }
-      this.tasks.set(digest, task)
+      this.taskMap.set(digest, task)
     }
     if (meta.size !== undefined && meta.pieceSize !== undefined && task.pieceCount === undefined) {
       if (!Number.isSafeInteger(meta.size) || meta.size < 0 || !Number.isSafeInteger(meta.pieceSize) || meta.pieceSize <= 0) {
@@ -242,7 +348,7 @@ export class Scheduler {
       task.size = meta.size
       task.pieceSize = meta.pieceSize
       task.pieceCount = Math.max(1, Math.ceil(meta.size / meta.pieceSize))
-      for (const peer of task.peers.values()) peer.pieces.resize(task.pieceCount)
+      task.table.widen(task.pieceCount)
     }
     task.updatedAt = now
     return task
@@ -256,99 +362,137 @@ export class Scheduler {
 
   /** Adds a peer to a task (idempotent) and returns its state. */
   joinTask (digest: string, peerId: string): PeerTaskState {
-    const task = this.mustTask(digest)
-    const host = this.hosts.get(peerId)
+    return this.join(this.mustTask(digest), peerId)
+  }
+
+  private join (task: Task, peerId: string): Peer {
+    const host = this.hostMap.get(peerId)
     if (host === undefined) throw new JoeyError('ERR_NOT_FOUND', `host ${peerId} is not registered; register it first`)
     let peer = task.peers.get(peerId)
     if (peer === undefined) {
       const now = this.now()
+      const row = task.table.alloc()
       peer = {
         peerId,
         rank: host.seed ? 0 : task.nextRank++,
-        pieces: new Bitfield(task.pieceCount ?? 0),
         complete: false,
-        parents: new Set(),
-        children: new Set(),
+        parents: new Map(),
+        children: new Map(),
         host,
         seed: host.seed,
-        slot: host.seed ? -1 : task.order.length,
-        doneSlot: -1,
-        seenBy: 0,
         blocked: new Set(),
         backToSource: false,
         joinedAt: now,
-        updatedAt: now
+        updatedAt: now,
+        row,
+        slot: host.seed ? -1 : task.order.length,
+        doneSlot: -1
       }
+      const ints = task.table.ints
+      ints[row * task.table.stride + P_HOST] = host.row
+      ints[row * task.table.stride + P_RANK] = peer.rank
+      ints[row * task.table.stride + P_FLAGS] = host.seed ? F_SEED : 0
+      task.byRow[row] = peer
       task.peers.set(peerId, peer)
       if (host.seed) task.seeds.add(peerId)
-      else task.order.push(peer)
+      else task.order.push(row)
     }
     return peer
   }
 
   leaveTask (digest: string, peerId: string): void {
-    const task = this.tasks.get(digest)
+    const task = this.taskMap.get(digest)
     if (task === undefined) return
     const peer = task.peers.get(peerId)
     if (peer === undefined) return
     this.dropParents(task, peer)
     // Children of the leaving peer lose it as a parent.
-    for (const childId of peer.children) task.peers.get(childId)?.parents.delete(peerId)
-    const host = this.hosts.get(peerId)
-    if (host !== undefined) host.load = Math.max(0, host.load - peer.children.size)
+    const ints = task.table.ints
+    for (const child of peer.children.values()) {
+      child.parents.delete(peerId)
+      ints[child.row * task.table.stride + P_PARENTS]--
+      if (peer.seed) ints[child.row * task.table.stride + P_SEED_PARENTS]--
+    }
+    const host = this.hostMap.get(peerId)
+    if (host !== undefined) this.addLoad(host.row, -peer.children.size)
     peer.children.clear()
     this.setComplete(task, peer, false)
     task.backToSource.delete(peerId)
     task.peers.delete(peerId)
     task.seeds.delete(peerId)
+    task.byRow[peer.row] = undefined
+    task.table.release(peer.row)
     if (peer.slot >= 0) {
-      task.order[peer.slot] = undefined
+      task.order[peer.slot] = -1
       task.holes++
       if (task.holes > 64 && task.holes * 2 > task.order.length) this.compact(task)
     }
   }
 
-  private compact (task: TaskState): void {
-    const order: PeerTaskState[] = []
-    for (const p of task.order) {
-      if (p === undefined) continue
-      p.slot = order.length
-      order.push(p)
+  private compact (task: Task): void {
+    const order: number[] = []
+    for (const row of task.order) {
+      if (row < 0) continue
+      ;(task.byRow[row] as Peer).slot = order.length
+      order.push(row)
     }
     task.order = order
     task.holes = 0
   }
 
-  private setComplete (task: TaskState, peer: PeerTaskState, complete: boolean): void {
+  private setComplete (task: Task, peer: Peer, complete: boolean): void {
     peer.complete = complete
+    const at = peer.row * task.table.stride + P_FLAGS
+    const ints = task.table.ints
+    ints[at] = complete ? ints[at] | F_COMPLETE : ints[at] & ~F_COMPLETE
     if (complete && peer.doneSlot < 0) {
       peer.doneSlot = task.completes.length
-      task.completes.push(peer)
+      task.completes.push(peer.row)
     } else if (!complete && peer.doneSlot >= 0) {
       // Swap-remove keeps the list dense.
-      const last = task.completes.pop() as PeerTaskState
-      if (last !== peer) { task.completes[peer.doneSlot] = last; last.doneSlot = peer.doneSlot }
+      const last = task.completes.pop() as number
+      if (last !== peer.row) {
+        task.completes[peer.doneSlot] = last
+        ;(task.byRow[last] as Peer).doneSlot = peer.doneSlot
+      }
       peer.doneSlot = -1
     }
+  }
+
+  private setBackToSource (task: Task, peer: Peer, on: boolean): void {
+    peer.backToSource = on
+    const at = peer.row * task.table.stride + P_FLAGS
+    const ints = task.table.ints
+    ints[at] = on ? ints[at] | F_BACK_TO_SOURCE : ints[at] & ~F_BACK_TO_SOURCE
+    if (on) task.backToSource.add(peer.peerId)
+    else task.backToSource.delete(peer.peerId)
+  }
+
+  private addLoad (hostRow: number, delta: number): void {
+    const ints = this.hostTable.ints
+    const at = hostRow * HOST_STRIDE + H_LOAD
+    ints[at] = Math.max(0, (ints[at] as number) + delta)
   }
 
   /** Records pieces a peer holds (verified). `complete` marks the whole blob. */
   reportPieces (digest: string, peerId: string, report: { pieces?: number[], complete?: boolean }): PeerTaskState {
     const task = this.mustTask(digest)
-    const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
-    for (const index of report.pieces ?? []) {
-      this.checkIndex(task, index)
-      // Before the piece count is known, the set grows with what peers report.
-      if (index >= peer.pieces.length) peer.pieces.resize(index + 1)
-      peer.pieces.set(index)
+    const peer = task.peers.get(peerId) ?? this.join(task, peerId)
+    const table = task.table
+    if (report.pieces !== undefined) {
+      for (const index of report.pieces) {
+        this.checkIndex(task, index)
+        // Before the piece count is known, the rows widen with what peers report.
+        if (index >= table.words * 32) table.widen(index + 1)
+        table.set(peer.row, index)
+      }
     }
     if (report.complete === true) {
-      if (task.pieceCount !== undefined) peer.pieces.fill()
+      if (task.pieceCount !== undefined) table.fill(peer.row, task.pieceCount)
       this.setComplete(task, peer, true)
       this.dropParents(task, peer)
-      task.backToSource.delete(peerId)
-      peer.backToSource = false
-    } else if (task.pieceCount !== undefined && task.pieceCount > 0 && peer.pieces.count === task.pieceCount) {
+      this.setBackToSource(task, peer, false)
+    } else if (task.pieceCount !== undefined && task.pieceCount > 0 && table.ints[peer.row * table.stride + P_COUNT] === task.pieceCount) {
       this.setComplete(task, peer, true)
       this.dropParents(task, peer)
     }
@@ -362,14 +506,17 @@ export class Scheduler {
     const task = this.mustTask(digest)
     const peer = task.peers.get(peerId)
     const now = this.now()
-    const parentHost = this.hosts.get(parentId)
+    const parentHost = this.hostMap.get(parentId)
     if (parentHost !== undefined) {
       if (now - parentHost.lastFailureAt > this.opts.failureWindowMs) parentHost.failures = 0
       parentHost.failures++
       parentHost.lastFailureAt = now
+      this.hostTable.ints[parentHost.row * HOST_STRIDE + H_FAILURES] = parentHost.failures
+      this.hostTable.lastFailureAt[parentHost.row] = now
     }
     if (peer !== undefined) {
-      if (peer.parents.has(parentId)) this.unlink(task, peer, parentId)
+      const parent = peer.parents.get(parentId)
+      if (parent !== undefined) this.unlink(task, peer, parent)
       if (reason === 'corrupt') peer.blocked.add(parentId)
     }
     if (reason === 'corrupt') {
@@ -387,155 +534,265 @@ export class Scheduler {
   parents (digest: string, peerId: string, options: { exclude?: string[] } = {}): ParentChoice {
     this.decisions++
     const task = this.mustTask(digest)
-    const peer = task.peers.get(peerId) ?? this.joinTask(digest, peerId)
-    const me = peer.host
+    const peer = task.peers.get(peerId) ?? this.join(task, peerId)
+    const table = task.table
     // A seed's child keeps its seed until it completes: the agent keeps that session
     // anyway, and the seed's cap of children must go on counting it.
-    const keptSeeds = [...peer.parents].filter(id => task.seeds.has(id))
+    let keptSeeds: string[] | undefined
+    if (table.ints[peer.row * table.stride + P_SEED_PARENTS] > 0) {
+      keptSeeds = []
+      for (const p of peer.parents.values()) if (p.seed) keptSeeds.push(p.peerId)
+    }
     this.dropParents(task, peer)
     if (peer.complete) return { parents: [], backToSource: false }
 
     const exclude = options.exclude !== undefined && options.exclude.length > 0 ? new Set(options.exclude) : NO_PEERS
     const now = this.now()
-    const candidates = this.sample(task, peer, exclude, now)
-    const scored: Array<{ host: HostState, score: number }> = []
-    const missing = Math.max(1, (task.pieceCount ?? 1) - peer.pieces.count)
-    const zone = me.labels.zone
-    const rack = me.labels.rack
-    const failureWindowMs = this.opts.failureWindowMs
-    // Once an agent holds most of the blob the swarm needs few new pieces from the seed
-    // (its last reports may still be on their way, so "complete" alone comes too late).
-    const pieceCount = task.pieceCount ?? Infinity
-    const agentHolds = candidates.some(c => !c.host.seed && (c.complete || c.pieces.count * 2 >= pieceCount))
-    for (const cand of candidates) {
-      const host = cand.host
-      const useful = cand.complete ? missing : cand.pieces.countMissingIn(peer.pieces)
-      const downloading = !cand.complete && (cand.parents.size > 0 || cand.backToSource)
-      // A seed or a peer still downloading is useful even before it holds a piece the child lacks.
-      if (useful === 0 && !downloading && !(host.seed && !cand.complete)) continue
-      let score = useful === 0 ? 0.1 : Math.min(1, useful / missing)
-      const free = host.uploadSlots - host.load
-      score += free > 0 ? Math.min(1, free / Math.max(1, host.uploadSlots)) : -2
-      if (zone !== undefined && zone === host.labels.zone) {
-        score += 0.5
-        if (rack !== undefined && rack === host.labels.rack) score += 0.5
-      }
-      if (host.failures > 0 && now - host.lastFailureAt <= failureWindowMs) score -= 0.5 * host.failures
-      if (host.seed) {
-        // Unranked, every peer is a candidate from the start, so the seed's few children are
-        // given it first: they are the swarm's only way in for new pieces.
-        score += !this.opts.ranked && !agentHolds && cand.children.size < this.opts.seedChildrenPerTask ? 2 : -0.75
-      } else if (!this.opts.ranked && keptSeeds.length > 0 && [...cand.parents].some(id => task.seeds.has(id))) {
-        // The seed's children trade with each other, so the seed need send each piece once.
-        score += 1
-      }
-      // A little noise breaks ties so equal peers share the load.
-      score += this.random() * 0.05
-      scored.push({ host, score })
+    const n = this.sample(task, peer, exclude, now)
+    const scored = this.score(task, peer, n, keptSeeds !== undefined, now)
+    const chosen = this.choose(task, scored, keptSeeds)
+    const parents: ParentChoice['parents'] = []
+    for (const p of chosen) {
+      this.link(task, peer, p)
+      parents.push({ peerId: p.peerId, addrs: p.host.addrs, seed: p.seed })
     }
-    // A seed feeds only a few children of a task when agents can relay: each piece should
-    // leave the seed about once and spread from agent to agent. With nothing else to
-    // offer, the seed is still given.
-    const capSeeds = scored.some(x => !x.host.seed)
-    // The best maxParents by score: a partial selection, not a sort of the whole sample.
-    const kept = scored.filter(x => keptSeeds.includes(x.host.peerId))
-    const slots = this.opts.maxParents - kept.length
-    const best: Array<{ host: HostState, score: number }> = []
-    for (const x of scored) {
-      if (keptSeeds.includes(x.host.peerId)) continue
-      if (capSeeds && x.host.seed && (task.peers.get(x.host.peerId)?.children.size ?? 0) >= this.opts.seedChildrenPerTask) continue
-      if (best.length === slots && (slots === 0 || x.score <= (best[best.length - 1] as { score: number }).score)) continue
-      let i = best.length
-      while (i > 0 && (best[i - 1] as { score: number }).score < x.score) i--
-      best.splice(i, 0, x)
-      if (best.length > slots) best.pop()
-    }
-    const chosen = [...kept, ...best]
-    for (const { host } of chosen) this.link(task, peer, host)
     let backToSource = false
     if (chosen.length === 0) {
       // A live seed keeps everyone off the origin, even a peer that just failed to reach it:
       // that peer retries shortly, and its own stall timer is the last resort.
       if (task.seeds.size === 0 && (peer.backToSource || task.backToSource.size < this.opts.maxBackToSource)) {
-        task.backToSource.add(peerId)
-        peer.backToSource = true
+        this.setBackToSource(task, peer, true)
         backToSource = true
       }
     }
-    return {
-      parents: chosen.map(({ host }) => ({ peerId: host.peerId, addrs: host.addrs, seed: host.seed })),
-      backToSource
-    }
-  }
-
-  /** Whether a peer of the task may serve this child now. */
-  private eligible (task: TaskState, peer: PeerTaskState, cand: PeerTaskState, exclude: ReadonlySet<string>, failureCutoff: number): boolean {
-    if (cand === peer) return false
-    if (exclude.has(cand.peerId) || task.blocked.has(cand.peerId) || peer.blocked.has(cand.peerId)) return false
-    if (this.opts.ranked && !cand.complete && cand.rank >= peer.rank) return false
-    const host = cand.host
-    if (host.failures >= this.opts.maxFailures && host.lastFailureAt > failureCutoff) return false
-    // A peer with no piece yet is a candidate only while it is itself downloading: its
-    // pieces will reach the child through HAVE as they land (a pipeline, not a wait).
-    if (!host.seed && cand.pieces.count === 0 && !cand.complete && cand.parents.size === 0 && !cand.backToSource) return false
-    return true
+    return { parents, backToSource }
   }
 
   /**
-   * Up to sampleSize eligible candidates, seeds always among them. The pool is the peers
-   * that joined before this one (lower ranks) and the complete peers; above twice the
-   * sample it is probed at random rather than scanned, so a decision costs O(sample).
+   * Scores the sampled candidates (this.cands[0 … n-1]) into this.scoredRows and
+   * this.scores; returns how many it scored. Also sets this.capSeeds.
    */
-  private sample (task: TaskState, peer: PeerTaskState, exclude: ReadonlySet<string>, now: number): PeerTaskState[] {
-    const failureCutoff = now - this.opts.failureWindowMs
-    const out: PeerTaskState[] = []
-    for (const id of task.seeds) {
-      const cand = task.peers.get(id)
-      if (cand !== undefined && this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
+  private score (task: Task, peer: Peer, n: number, hasKeptSeeds: boolean, now: number): number {
+    const table = task.table
+    const ints = table.ints
+    const stride = table.stride
+    const hostInts = this.hostTable.ints
+    const lastFailureAt = this.hostTable.lastFailureAt
+    const me = peer.row
+    const myHost = peer.host.row * HOST_STRIDE
+    const zone = hostInts[myHost + H_ZONE] as number
+    const rack = hostInts[myHost + H_RACK] as number
+    const pieceCount = task.pieceCount ?? Infinity
+    const missing = Math.max(1, (task.pieceCount ?? 1) - (ints[me * stride + P_COUNT] as number))
+    const failureWindowMs = this.opts.failureWindowMs
+    const unranked = !this.opts.ranked
+    const cands = this.cands
+    if (this.scores.length < n) {
+      this.scoredRows = new Int32Array(n * 2)
+      this.scores = new Float64Array(n * 2)
     }
+    const scoredRows = this.scoredRows
+    const scores = this.scores
+    // Once an agent holds most of the blob the swarm needs few new pieces from the seed
+    // (its last reports may still be on their way, so "complete" alone comes too late).
+    let agentHolds = false
+    for (let i = 0; i < n; i++) {
+      const at = (cands[i] as number) * stride
+      const flags = ints[at + P_FLAGS] as number
+      if ((flags & F_SEED) === 0 && ((flags & F_COMPLETE) !== 0 || (ints[at + P_COUNT] as number) * 2 >= pieceCount)) { agentHolds = true; break }
+    }
+    let m = 0
+    this.capSeeds = false
+    for (let i = 0; i < n; i++) {
+      const row = cands[i] as number
+      const at = row * stride
+      const flags = ints[at + P_FLAGS] as number
+      const complete = (flags & F_COMPLETE) !== 0
+      const seed = (flags & F_SEED) !== 0
+      const useful = complete ? missing : (ints[at + P_COUNT] as number) === 0 ? 0 : table.missingIn(row, me)
+      const downloading = !complete && ((ints[at + P_PARENTS] as number) > 0 || (flags & F_BACK_TO_SOURCE) !== 0)
+      // A seed or a peer still downloading is useful even before it holds a piece the child lacks.
+      if (useful === 0 && !downloading && !(seed && !complete)) continue
+      let score = useful === 0 ? 0.1 : Math.min(1, useful / missing)
+      const hostRow = ints[at + P_HOST] as number
+      const h = hostRow * HOST_STRIDE
+      const slots = hostInts[h + H_SLOTS] as number
+      const free = slots - (hostInts[h + H_LOAD] as number)
+      score += free > 0 ? Math.min(1, free / Math.max(1, slots)) : -2
+      if (zone !== 0 && zone === hostInts[h + H_ZONE]) {
+        score += 0.5
+        if (rack !== 0 && rack === hostInts[h + H_RACK]) score += 0.5
+      }
+      const failures = hostInts[h + H_FAILURES] as number
+      if (failures > 0 && now - (lastFailureAt[hostRow] as number) <= failureWindowMs) score -= 0.5 * failures
+      if (seed) {
+        // Unranked, every peer is a candidate from the start, so the seed's few children are
+        // given it first: they are the swarm's only way in for new pieces.
+        score += unranked && !agentHolds && (task.byRow[row] as Peer).children.size < this.opts.seedChildrenPerTask ? 2 : -0.75
+      } else {
+        this.capSeeds = true
+        // The seed's children trade with each other, so the seed need send each piece once.
+        if (unranked && hasKeptSeeds && (ints[at + P_SEED_PARENTS] as number) > 0) score += 1
+      }
+      // A little noise breaks ties so equal peers share the load.
+      score += this.random() * 0.05
+      scoredRows[m] = row
+      scores[m] = score
+      m++
+    }
+    return m
+  }
+
+  /** The kept seeds among the scored, then the best by score: a partial selection, not a sort. */
+  private choose (task: Task, m: number, keptSeeds: string[] | undefined): Peer[] {
+    const chosen: Peer[] = []
+    const scoredRows = this.scoredRows
+    const scores = this.scores
+    if (keptSeeds !== undefined) {
+      for (let i = 0; i < m; i++) {
+        const p = task.byRow[scoredRows[i] as number] as Peer
+        if (p.seed && keptSeeds.includes(p.peerId)) chosen.push(p)
+      }
+    }
+    // A seed feeds only a few children of a task when agents can relay: each piece should
+    // leave the seed about once and spread from agent to agent. With nothing else to
+    // offer, the seed is still given.
+    const capSeeds = this.capSeeds
+    const slots = this.opts.maxParents - chosen.length
+    if (slots <= 0) return chosen
+    const bestRows = this.bestRows
+    const bestScores = this.bestScores
+    let k = 0
+    for (let i = 0; i < m; i++) {
+      const score = scores[i] as number
+      if (k === slots && score <= (bestScores[k - 1] as number)) continue
+      const row = scoredRows[i] as number
+      if (((task.table.ints[row * task.table.stride + P_FLAGS] as number) & F_SEED) !== 0) {
+        const p = task.byRow[row] as Peer
+        if (keptSeeds?.includes(p.peerId) === true) continue
+        if (capSeeds && p.children.size >= this.opts.seedChildrenPerTask) continue
+      }
+      let j = k < slots ? k++ : k - 1
+      while (j > 0 && (bestScores[j - 1] as number) < score) {
+        bestScores[j] = bestScores[j - 1] as number
+        bestRows[j] = bestRows[j - 1] as number
+        j--
+      }
+      bestScores[j] = score
+      bestRows[j] = row
+    }
+    for (let i = 0; i < k; i++) chosen.push(task.byRow[bestRows[i] as number] as Peer)
+    return chosen
+  }
+
+  /**
+   * Up to sampleSize eligible candidates into this.cands, seeds always among them; returns
+   * how many. The pool is the peers that joined before this one (lower ranks) and the
+   * complete peers; above twice the sample it is probed at random rather than scanned, so
+   * a decision costs O(sample).
+   */
+  private sample (task: Task, peer: Peer, exclude: ReadonlySet<string>, now: number): number {
+    const failureCutoff = now - this.opts.failureWindowMs
     const k = this.opts.sampleSize
     const lower = peer.seed ? 0 : this.opts.ranked ? peer.slot : task.order.length
-    const pool = lower + task.completes.length
-    const at = (r: number): PeerTaskState | undefined => r < lower ? task.order[r] : task.completes[r - lower]
-    const mark = this.decisions
-    const consider = (cand: PeerTaskState | undefined): void => {
-      if (cand === undefined || cand.seed || cand.seenBy === mark) return
-      cand.seenBy = mark
-      if (this.eligible(task, peer, cand, exclude, failureCutoff)) out.push(cand)
+    const order = task.order
+    const completes = task.completes
+    const pool = lower + completes.length
+    if (this.cands.length < task.seeds.size + 2 * k) this.cands = new Int32Array(task.seeds.size + 2 * k)
+    const cands = this.cands
+    // Sets a candidate must be checked against, only when there are any.
+    const sets = exclude.size > 0 || task.blocked.size > 0 || peer.blocked.size > 0
+    let n = 0
+    for (const id of task.seeds) {
+      const cand = task.peers.get(id)
+      if (cand !== undefined && this.eligible(task, peer, cand.row, sets, exclude, failureCutoff)) cands[n++] = cand.row
     }
+    if (++this.mark > 0x3fffffff) this.resetMarks()
     if (pool <= 2 * k) {
-      for (let r = 0; r < pool; r++) consider(at(r))
-      return out
+      for (let r = 0; r < pool; r++) {
+        const row = r < lower ? order[r] as number : completes[r - lower] as number
+        if (this.probe(task, peer, row, sets, exclude, failureCutoff)) cands[n++] = row
+      }
+      return n
     }
-    const want = out.length + k
-    for (let attempts = 4 * k; attempts > 0 && out.length < want; attempts--) consider(at(Math.floor(this.random() * pool)))
-    return out
+    const want = n + k
+    for (let attempts = 4 * k; attempts > 0 && n < want; attempts--) {
+      const r = Math.floor(this.random() * pool)
+      const row = r < lower ? order[r] as number : completes[r - lower] as number
+      if (this.probe(task, peer, row, sets, exclude, failureCutoff)) cands[n++] = row
+    }
+    return n
   }
 
-  private link (task: TaskState, peer: PeerTaskState, parent: HostState): void {
-    peer.parents.add(parent.peerId)
-    task.peers.get(parent.peerId)?.children.add(peer.peerId)
-    parent.load++
+  /** Whether a row drawn from the pool is a new, eligible candidate (marks it seen). */
+  private probe (task: Task, peer: Peer, row: number, sets: boolean, exclude: ReadonlySet<string>, failureCutoff: number): boolean {
+    if (row < 0) return false
+    const ints = task.table.ints
+    const at = row * task.table.stride
+    if (ints[at + P_SEEN] === this.mark || ((ints[at + P_FLAGS] as number) & F_SEED) !== 0) return false
+    ints[at + P_SEEN] = this.mark
+    return this.eligible(task, peer, row, sets, exclude, failureCutoff)
   }
 
-  private unlink (task: TaskState, peer: PeerTaskState, parentId: string): void {
-    peer.parents.delete(parentId)
-    task.peers.get(parentId)?.children.delete(peer.peerId)
-    const host = this.hosts.get(parentId)
-    if (host !== undefined) host.load = Math.max(0, host.load - 1)
+  /** Whether the peer in `row` of the task may serve this child now. */
+  private eligible (task: Task, peer: Peer, row: number, sets: boolean, exclude: ReadonlySet<string>, failureCutoff: number): boolean {
+    if (row === peer.row) return false
+    if (sets) {
+      const id = (task.byRow[row] as Peer).peerId
+      if (exclude.has(id) || task.blocked.has(id) || peer.blocked.has(id)) return false
+    }
+    const ints = task.table.ints
+    const at = row * task.table.stride
+    const flags = ints[at + P_FLAGS] as number
+    const complete = (flags & F_COMPLETE) !== 0
+    if (this.opts.ranked && !complete && (ints[at + P_RANK] as number) >= peer.rank) return false
+    const h = ints[at + P_HOST] as number
+    if ((this.hostTable.ints[h * HOST_STRIDE + H_FAILURES] as number) >= this.opts.maxFailures && (this.hostTable.lastFailureAt[h] as number) > failureCutoff) return false
+    // A peer with no piece yet is a candidate only while it is itself downloading: its
+    // pieces will reach the child through HAVE as they land (a pipeline, not a wait).
+    if ((flags & F_SEED) === 0 && ints[at + P_COUNT] === 0 && !complete && ints[at + P_PARENTS] === 0 && (flags & F_BACK_TO_SOURCE) === 0) return false
+    return true
   }
 
-  private dropParents (task: TaskState, peer: PeerTaskState): void {
-    for (const parentId of [...peer.parents]) this.unlink(task, peer, parentId)
+  /** Clears every task's seen marks when the mark counter wraps. */
+  private resetMarks (): void {
+    for (const task of this.taskMap.values()) {
+      const ints = task.table.ints
+      for (let at = P_SEEN; at < ints.length; at += task.table.stride) ints[at] = 0
+    }
+    this.mark = 1
   }
 
-  private mustTask (digest: string): TaskState {
-    const task = this.tasks.get(digest)
+  private link (task: Task, peer: Peer, parent: Peer): void {
+    peer.parents.set(parent.peerId, parent)
+    parent.children.set(peer.peerId, peer)
+    const ints = task.table.ints
+    ints[peer.row * task.table.stride + P_PARENTS]++
+    if (parent.seed) ints[peer.row * task.table.stride + P_SEED_PARENTS]++
+    this.addLoad(ints[parent.row * task.table.stride + P_HOST] as number, 1)
+  }
+
+  private unlink (task: Task, peer: Peer, parent: Peer): void {
+    peer.parents.delete(parent.peerId)
+    parent.children.delete(peer.peerId)
+    const ints = task.table.ints
+    ints[peer.row * task.table.stride + P_PARENTS]--
+    if (parent.seed) ints[peer.row * task.table.stride + P_SEED_PARENTS]--
+    this.addLoad(ints[parent.row * task.table.stride + P_HOST] as number, -1)
+  }
+
+  private dropParents (task: Task, peer: Peer): void {
+    // Deleting the entry being visited is safe while iterating a Set.
+    for (const parent of peer.parents.values()) this.unlink(task, peer, parent)
+  }
+
+  private mustTask (digest: string): Task {
+    const task = this.taskMap.get(digest)
     if (task === undefined) throw new JoeyError('ERR_NOT_FOUND', `unknown task ${digest}; register it first`)
     return task
   }
 
-  private checkIndex (task: TaskState, index: number): void {
+  private checkIndex (task: Task, index: number): void {
     if (!Number.isSafeInteger(index) || index < 0 || (task.pieceCount !== undefined && index >= task.pieceCount)) {
       throw new JoeyError('ERR_INVALID_ARGUMENT', `piece index ${index} out of range for task ${task.digest}`)
     }
@@ -545,13 +802,13 @@ export class Scheduler {
   expireTasks (maxIdleMs: number): string[] {
     const cutoff = this.now() - maxIdleMs
     const gone: string[] = []
-    for (const task of this.tasks.values()) {
+    for (const task of this.taskMap.values()) {
       if (task.updatedAt < cutoff) gone.push(task.digest)
     }
     for (const digest of gone) {
-      const task = this.tasks.get(digest)
+      const task = this.taskMap.get(digest)
       if (task !== undefined) for (const peerId of [...task.peers.keys()]) this.leaveTask(digest, peerId)
-      this.tasks.delete(digest)
+      this.taskMap.delete(digest)
     }
     return gone
   }

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Scheduler, SCHEDULER_DEFAULTS } from '../../supernode/scheduler/index.js'
 import { Bitfield } from '../../src/common/bitfield.js'
+import { PeerTable } from '../../supernode/scheduler/tables.js'
 
 const D = 'sha256:' + 'a'.repeat(64)
 
@@ -72,6 +73,11 @@ test('same zone and rack come first', () => {
   s.joinTask(D, 'me')
   const choice = s.parents(D, 'me')
   assert.deepEqual(choice.parents.slice(0, 3).map(p => p.peerId), ['rack', 'zone', 'far'])
+  // Labels sent again with a heartbeat take effect at once.
+  s.upsertHost({ peerId: 'far', addrs: [], labels: { zone: 'a', rack: 'r1' } })
+  s.upsertHost({ peerId: 'rack', addrs: [], labels: { zone: 'b' } })
+  // (The seed comes first now: a seed child keeps its seed.)
+  assert.deepEqual(s.parents(D, 'me').parents.map(p => p.peerId).filter(id => id !== 'seed'), ['far', 'zone', 'rack'])
 })
 
 test('load spreads: no parent gets more children than its slots while others are free', () => {
@@ -206,4 +212,50 @@ test('unranked (the default), peers may take later peers as parents, and the see
   const p2 = s.parents(D, 'p2').parents.map(p => p.peerId)
   assert.ok(p2.includes('p4'), `p2 may take the later p4: ${p2.join(',')}`)
   assert.ok(!p2.includes('seed'))
+})
+
+test('the peer table counts pieces a row holds and another lacks, across words, and widens', () => {
+  const t = new PeerTable(40)
+  const a = t.alloc(); const b = t.alloc()
+  for (const i of [0, 31, 32, 39]) t.set(a, i)
+  assert.equal(t.set(a, 31), false, 'a piece is counted once')
+  t.set(b, 31)
+  assert.equal(t.missingIn(a, b), 3)
+  assert.equal(t.missingIn(b, a), 0)
+  t.widen(300)
+  t.set(b, 299)
+  assert.deepEqual([t.has(a, 32), t.has(a, 33), t.has(b, 299), t.missingIn(a, b), t.missingIn(b, a)], [true, false, true, 3, 1])
+  // Growing past the first rows keeps what the rows hold.
+  const more = Array.from({ length: 100 }, () => t.alloc())
+  for (const r of more) t.set(r, r % 300)
+  assert.ok(more.every(r => t.has(r, r % 300)) && t.has(a, 39) && t.has(b, 299))
+  t.release(a)
+  const c = t.alloc()
+  assert.equal(c, a, 'a released row is reused')
+  assert.deepEqual([t.has(c, 0), t.missingIn(c, b)], [false, 0], 'and starts empty')
+})
+
+test('pieces reported before the blob size is known count once it is', () => {
+  const s = new Scheduler({ random: () => 0.5 })
+  for (const id of ['few', 'many', 'me']) s.upsertHost({ peerId: id, addrs: [] })
+  s.upsertTask(D)
+  s.reportPieces(D, 'few', { pieces: [0] })
+  s.reportPieces(D, 'many', { pieces: [0, 33, 70, 99] })
+  s.upsertTask(D, { size: 100, pieceSize: 1 })
+  assert.deepEqual(s.parents(D, 'me').parents.map(p => p.peerId), ['many', 'few'])
+  s.reportPieces(D, 'few', { pieces: Array.from({ length: 99 }, (_, i) => i + 1) })
+  assert.equal(s.tasks.get(D)?.peers.get('few')?.complete, true)
+})
+
+test('a host registered again after it was removed starts without load or failures', () => {
+  const s = setup(3, { maxFailures: 1 })
+  s.joinTask(D, 'p1'); s.reportPieces(D, 'p1', { complete: true })
+  s.joinTask(D, 'p2'); s.joinTask(D, 'p3')
+  s.parents(D, 'p2')
+  s.reportFailure(D, 'p3', 'p1', 'timeout')
+  s.removeHost('p1')
+  s.upsertHost({ peerId: 'p4', addrs: [] })
+  s.joinTask(D, 'p4'); s.reportPieces(D, 'p4', { complete: true })
+  assert.deepEqual([s.hosts.get('p4')?.load, s.hosts.get('p4')?.failures], [0, 0])
+  assert.equal(s.parents(D, 'p3').parents[0]?.peerId, 'p4')
 })
