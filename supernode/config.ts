@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import { JoeyError } from '../src/common/index.js'
-import { parseByteRate } from '../src/agent/config.js'
+import { parseByteRate } from '../src/common/index.js'
 
 export interface SupernodeConfig {
   dataRoot: string

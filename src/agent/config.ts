@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { parse as parseYaml } from 'yaml'
-import { JoeyError, errorMessage } from '../common/index.js'
+import { JoeyError, errorMessage, parseByteRate } from '../common/index.js'
 import { parsePlatform, type RegistryHostConfig } from '../distribution/index.js'
 import {
   DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_P2P_MAX_CONCURRENT_DOWNLOADS, DEFAULT_SOCKET_PATH,
@@ -442,14 +442,4 @@ export function parseAgentConfig (argv: string[], env: Record<string, string | u
   if (platform !== undefined) config.platform = platform
   if (supernodeHeartbeatMs !== undefined) config.supernodeHeartbeatMs = supernodeHeartbeatMs
   return config
-}
-
-/** Parses a byte rate: a whole number of bytes/s, or with a k/M/G (×1000) or Ki/Mi/Gi (×1024) suffix. */
-export function parseByteRate (value: string): number {
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?)?[bB]?(?:\/s)?$/.exec(value.trim())
-  if (m === null) throw new JoeyError('ERR_INVALID_CONFIG', `expected bytes per second such as 52428800, 50M or 50Mi, got "${value}"`)
-  const n = Number(m[1])
-  const unit = (m[2] ?? '').toLowerCase()
-  const mult = unit === '' ? 1 : unit === 'k' ? 1e3 : unit === 'm' ? 1e6 : unit === 'g' ? 1e9 : unit === 'ki' ? 1024 : unit === 'mi' ? 1024 ** 2 : 1024 ** 3
-  return Math.round(n * mult)
 }

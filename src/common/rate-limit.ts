@@ -79,3 +79,13 @@ export function createRateLimiter (bytesPerSecond: number, options: RateLimiterO
     }
   }
 }
+
+/** Parses a byte rate: a whole number of bytes/s, or with a k/M/G (×1000) or Ki/Mi/Gi (×1024) suffix. */
+export function parseByteRate (value: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?)?[bB]?(?:\/s)?$/.exec(value.trim())
+  if (m === null) throw new JoeyError('ERR_INVALID_CONFIG', `expected bytes per second such as 52428800, 50M or 50Mi, got "${value}"`)
+  const n = Number(m[1])
+  const unit = (m[2] ?? '').toLowerCase()
+  const mult = unit === '' ? 1 : unit === 'k' ? 1e3 : unit === 'm' ? 1e6 : unit === 'g' ? 1e9 : unit === 'ki' ? 1024 : unit === 'mi' ? 1024 ** 2 : 1024 ** 3
+  return Math.round(n * mult)
+}
