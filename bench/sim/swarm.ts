@@ -224,10 +224,10 @@ export function simulate (init: SimInit): SimResult {
   function seedDefers (s: Session, index: number): boolean {
     if (hold <= 0) return false
     const owner = seedPending.get(index)
-    const recent = owner === undefined && seedSentTo.get(index) !== s && q.now - (seedSentAt.get(index) ?? -Infinity) < hold
-    if ((owner === undefined || owner === s) && !recent) return false
-    for (let i = 0; i < n; i++) if (i !== index && seed.have[i] === 1 && !seedSentAt.has(i) && !seedPending.has(i)) return true
-    return false
+    const sentTo = seedSentTo.get(index)
+    if (owner === s || (owner === undefined && (sentTo === undefined || sentTo === s))) return false
+    for (let i = 0; i < n; i++) if (i !== index && !seedSentAt.has(i) && !seedPending.has(i)) return true
+    return owner !== undefined || q.now - (seedSentAt.get(index) ?? -Infinity) < hold
   }
 
   const agents: Agent[] = []

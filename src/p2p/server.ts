@@ -52,21 +52,23 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
   const copies = new Map<string, Copies>()
   let running = false
 
-  /** Whether a request for `index` from stream `id` should wait for another peer's copy. */
+  /**
+   * Whether a request for `index` from stream `id` should wait for another peer's copy:
+   * while some piece of the task has gone to nobody yet (held, or still on its way from
+   * the origin: the upload is for it when it lands), every second copy waits; after that,
+   * a copy sent less than firstCopyHoldMs ago does.
+   */
   function deferred (t: Served, index: number, id: string): boolean {
     if (firstCopyHoldMs === undefined) return false
     const c = copies.get(t.digest)
     if (c === undefined) return false
     const owner = c.pending.get(index)
-    const recent = owner === undefined && c.sentTo.get(index) !== id && performance.now() - (c.sentAt.get(index) ?? -Infinity) < firstCopyHoldMs
-    if ((owner === undefined || owner === id) && !recent) return false
-    // Only while the swarm lacks something this server could send instead.
-    const info = source.task(t.digest)
-    if (info === undefined) return false
+    const sentTo = c.sentTo.get(index)
+    if (owner === id || (owner === undefined && (sentTo === undefined || sentTo === id))) return false
     for (let i = 0; i < t.count; i++) {
-      if (i !== index && info.have.has(i) && !c.sentAt.has(i) && !c.pending.has(i)) return true
+      if (i !== index && !c.sentAt.has(i) && !c.pending.has(i)) return true
     }
-    return false
+    return owner !== undefined || performance.now() - (c.sentAt.get(index) ?? -Infinity) < firstCopyHoldMs
   }
   /** Ends a stream after a last ERROR: close our side, reset it if the peer does not close theirs. */
   function endWithError (stream: Stream, code: ErrorCode, message: string, index?: number): void {

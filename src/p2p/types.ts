@@ -83,10 +83,10 @@ export interface PieceServerInit {
   /** Called after each piece is handed to the transport. */
   onServed?: (bytes: number, peer: string) => void
   /**
-   * First copies first (a seed's mode): a REQUEST for a piece this server is sending, or
-   * sent less than this many ms ago, to another peer of the same task is answered with
-   * ERR_PIECE_DEFERRED while some piece it holds has never been sent to anyone. The other
-   * peer relays it; the seed's upload goes to pieces the swarm does not have yet.
+   * First copies first (a seed's mode): while some piece of a task has never been sent to
+   * anyone, a REQUEST for a piece this server sent (or is sending) to another peer is
+   * answered with ERR_PIECE_DEFERRED; once all have gone out, one sent less than this many
+   * ms ago is. The other peer relays it; the seed's upload goes to pieces the swarm lacks.
    */
   firstCopyHoldMs?: number
 }

@@ -47,11 +47,32 @@ describe('first copies (a seed sends each piece once while others wait)', () => 
     assert.equal(sha256(await a.request(0, { signal: AbortSignal.timeout(10_000) })), task.digests[0])
   })
 
-  test('once every piece has gone out, second copies are served', async () => {
+})
+
+describe('first copies with a short hold', () => {
+  let pair: ServedPair
+  const source = new MemorySource()
+  const task = source.add(makeBlob(3 * PIECE, 'first-copies-short'), PIECE)
+
+  before(async () => { pair = await startServedPair({ firstCopyHoldMs: 1 }, source) })
+  after(async () => { await pair.stop() })
+
+  test('second copies wait while any piece has gone to nobody, whatever the hold; then they are served', async () => {
+    const open = async (): Promise<PieceSession> => await openPieceSession(pair.client, pair.server.multiaddrs()[0] as string, task.digest, { signal: AbortSignal.timeout(10_000) })
     const a = await open()
     const b = await open()
-    assert.equal(sha256(await a.request(2, { signal: AbortSignal.timeout(10_000) })), task.digests[2])
-    for (const i of [0, 1, 2]) assert.equal(sha256(await b.request(i, { signal: AbortSignal.timeout(10_000) })), task.digests[i])
+    try {
+      assert.equal(sha256(await a.request(0, { signal: AbortSignal.timeout(10_000) })), task.digests[0])
+      await new Promise(resolve => setTimeout(resolve, 20))
+      assert.equal(await deferredCode(b.request(0, { signal: AbortSignal.timeout(10_000) })), 'ERR_PIECE_DEFERRED')
+      assert.equal(sha256(await b.request(1, { signal: AbortSignal.timeout(10_000) })), task.digests[1])
+      assert.equal(sha256(await a.request(2, { signal: AbortSignal.timeout(10_000) })), task.digests[2])
+      await new Promise(resolve => setTimeout(resolve, 20))
+      for (const i of [0, 2]) assert.equal(sha256(await b.request(i, { signal: AbortSignal.timeout(10_000) })), task.digests[i])
+    } finally {
+      await a.close()
+      await b.close()
+    }
   })
 })
 
