@@ -1,6 +1,6 @@
 import {
   closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync, mkdirSync,
-  openSync, readlinkSync, symlinkSync, writev, writevSync, chownSync, chmodSync, utimesSync, type Stats
+  openSync, readFileSync, readlinkSync, symlinkSync, writev, writevSync, chownSync, chmodSync, utimesSync, type Stats
 } from 'node:fs'
 import {
   chmod, chown, copyFile, lchown, link, lstat, lutimes, readdir, readlink, realpath, rm, symlink, unlink, utimes
@@ -49,6 +49,30 @@ function resolveLimits (limits: UnpackLimits = {}): ResolvedLimits {
   }
 }
 
+function noop (): void {}
+
+/** The process umask, read without changing it (process.umask() sets it twice); undefined if unknown. */
+function currentUmask (): number | undefined {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))
+    return m !== null ? parseInt(m[1]!, 8) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The body of an entry tar-stream has fully buffered or is about to: its chunks, uncopied. */
+async function readBody (data: Readable): Promise<Buffer[]> {
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let ended = false
+    data.on('data', (c: Buffer) => chunks.push(c))
+    data.once('end', () => { ended = true; resolve(chunks) })
+    data.once('error', reject)
+    data.once('close', () => { if (!ended) reject(new Error('entry stream closed before its end')) })
+  })
+}
+
 function errno (err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code
 }
@@ -65,7 +89,8 @@ async function lstatOrNull (path: string): Promise<Stats | null> {
 /** lstatOrNull without the thread-pool round trip (see Applier). */
 function lstatOrNullSync (path: string): Stats | null {
   try {
-    return lstatSync(path)
+    // A missing path is common here (every new directory); building an exception for it is not cheap.
+    return lstatSync(path, { throwIfNoEntry: false }) ?? null
   } catch (err) {
     if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return null
     throw err
@@ -158,6 +183,20 @@ export async function applyLayer (stream: Readable, mediaType: string, targetDir
   const extract = tar.extract()
   let piped: Promise<void> | undefined
   let streamError: unknown
+  let entryError: unknown
+  let current: Promise<void> | undefined
+  // Entries come through tar-stream's callback interface: one promise per entry instead of
+  // an async iterator's several, which counts when a layer holds tens of thousands.
+  const entries = extract as unknown as NodeJS.EventEmitter
+  entries.on('entry', (h: Header, data: Readable, next: (err?: unknown) => void) => {
+    // A teardown destroys the entry being read with the cause; it is reported from here.
+    data.on('error', noop)
+    current = applier.entry(h, data).then(() => next(), (err: unknown) => {
+      entryError ??= err
+      // Tears the extractor and with it the pipeline down.
+      next(err)
+    })
+  })
   try {
     const { head, stream: replay } = await peek(stream, 4)
     // The bytes decide: a gzip blob labelled as plain tar (or the reverse) is common.
@@ -169,17 +208,18 @@ export async function applyLayer (stream: Readable, mediaType: string, targetDir
     for (const stage of stages) (stage as NodeJS.EventEmitter).once('error', (e: unknown) => { streamError ??= e })
     piped = (pipeline as (...args: unknown[]) => Promise<void>)(...stages, { signal: ac.signal })
     piped.catch(() => {})
-    for await (const entry of extract as unknown as AsyncIterable<Readable & { header: Header }>) {
-      await applier.entry(entry.header, entry)
-    }
+    // Resolves only after the last entry called next(): every entry has been applied.
     await piped
     await applier.finish()
   } catch (err) {
     ac.abort()
     await piped?.catch(() => {})
+    // Nothing may still be writing into the target once the caller gets to remove it.
+    await current?.catch(() => {})
     // A failing stage (bad gzip, byte cap) reaches the entry being written as a bare
     // "stream destroyed"; the stage's own error is the one that explains it.
-    throw mapError(isJoeyError(err) ? err : (streamError ?? err), signal)
+    const cause = isJoeyError(entryError) ? entryError : isJoeyError(err) ? err : (streamError ?? entryError ?? err)
+    throw mapError(cause, signal)
   } finally {
     signal?.removeEventListener('abort', onAbort)
   }
@@ -241,6 +281,7 @@ class Applier {
   private readonly parents = new Map<string, { real: string, rel: string[] }>()
   private readonly lowerStates = new Map<string, LowerState>()
   private setfattrMissing = false
+  private readonly umask = currentUmask()
 
   constructor (
     private readonly root: string,
@@ -263,11 +304,9 @@ class Applier {
     const parts = splitEntryPath(h.name, this.names)
     const label = printable(h.name)
     const consumed = await this.dispatch(h, parts, label, data)
-    // tar-stream hands out the next entry only once this one's data is consumed. (On an
-    // error the whole pipeline is torn down instead: draining a bomb would defeat the limit.)
-    if (!consumed) {
-      for await (const _chunk of data) { /* skipped: metadata entries carry no content we use */ }
-    }
+    // Metadata entries carry no content we use: what they hold flows past. (On an error the
+    // whole pipeline is torn down instead: draining a bomb would defeat the limit.)
+    if (!consumed) data.resume()
   }
 
   /** Returns whether the entry's data was read. */
@@ -310,9 +349,10 @@ class Applier {
         throw new JoeyError('ERR_INVALID_ARGUMENT', `entry "${label}" has an unsupported tar type (${String(type)})`, { detail: { entry: h.name } })
     }
 
-    const parent = await this.resolveParent(parentParts, label, true)
+    const parent = this.parents.get(parentParts.join('/')) ?? await this.resolveParent(parentParts, label, true)
     if (parent === null) throw new JoeyError('ERR_INTERNAL', `parent of "${label}" could not be created`)
-    const full = join(parent.real, base)
+    // `base` is one checked component (not empty, `.` or `..`, no `/`): no join() needed.
+    const full = parent.real.endsWith('/') ? parent.real + base : `${parent.real}/${base}`
     const rel = [...parent.rel, base].join('/')
 
     let consumed = false
@@ -456,12 +496,13 @@ class Applier {
       if (hidden) await this.setOpaque(full, h.name)
     }
     if (this.chown) chownSync(full, this.uidOf(h), this.gidOf(h))
-    await this.xattrs(h, full)
+    if (hasXattrs(h)) await this.xattrs(h, full)
     this.dirMeta.set(full, this.metaOf(h))
   }
 
   private async file (h: Header, full: string, label: string, data: Readable): Promise<void> {
     const size = h.size ?? 0
+    const mode = (h.mode ?? 0o644) & 0o7777
     if (size > this.limits.maxFileSize) {
       throw new JoeyError('ERR_LIMIT_EXCEEDED', `entry "${label}" is ${size} bytes, over the file size limit of ${this.limits.maxFileSize}`,
         { detail: { entry: h.name, size, limit: this.limits.maxFileSize } })
@@ -472,18 +513,17 @@ class Applier {
     }
     if (size <= SMALL_FILE_BYTES) {
       // Read first (the data is already decompressed in memory), then write in one go.
-      const chunks: Buffer[] = []
-      for await (const chunk of data as AsyncIterable<Buffer>) chunks.push(chunk)
-      const fd = await this.create(full)
+      const chunks = await readBody(data)
+      const fd = this.createNew(full, mode) ?? await this.replace(full, mode)
       try {
         writeAllSync(fd, chunks)
-        await this.fileMeta(fd, h, full)
+        await this.fileMeta(fd, h, full, mode)
       } finally {
         closeSync(fd)
       }
       return
     }
-    const fd = await this.create(full)
+    const fd = this.createNew(full, mode) ?? await this.replace(full, mode)
     // One ~1 MiB vectored write in flight while the next batch is read: decompression and
     // writing overlap instead of taking turns.
     let inflight: Promise<void> | undefined
@@ -502,7 +542,7 @@ class Applier {
       }
       await inflight
       if (batched > 0) await writeAll(fd, batch)
-      await this.fileMeta(fd, h, full)
+      await this.fileMeta(fd, h, full, mode)
     } finally {
       // Never close (and free the number of) an fd a write is still using.
       await inflight?.catch(() => {})
@@ -510,24 +550,38 @@ class Applier {
     }
   }
 
-  private async fileMeta (fd: number, h: Header, full: string): Promise<void> {
+  private async fileMeta (fd: number, h: Header, full: string, mode: number): Promise<void> {
     if (this.chown) fchownSync(fd, this.uidOf(h), this.gidOf(h))
-    await this.xattrs(h, full)
+    if (hasXattrs(h)) await this.xattrs(h, full)
     // After chown: the kernel clears setuid/setgid on a chown.
-    fchmodSync(fd, (h.mode ?? 0o644) & 0o7777)
+    if (this.createMode(mode) !== mode) fchmodSync(fd, mode)
     const { atime, mtime } = this.metaOf(h)
     futimesSync(fd, atime, mtime)
   }
 
-  /** A new regular file at `full` (O_EXCL|O_NOFOLLOW), replacing what the layers below put there. */
-  private async create (full: string): Promise<number> {
+  /**
+   * The mode to create a file with: its final mode when open(2) alone yields exactly that
+   * (no setuid/setgid/sticky bit, nothing the umask takes away), which saves an fchmod per
+   * file; otherwise 0600 until fchmod sets it.
+   */
+  private createMode (mode: number): number {
+    return this.umask !== undefined && (mode & ~0o777) === 0 && (mode & this.umask) === 0 ? mode : 0o600
+  }
+
+  /** A new regular file at `full` (O_EXCL|O_NOFOLLOW), or undefined when something is there. */
+  private createNew (full: string, mode: number): number | undefined {
     try {
-      return openSync(full, CREATE_FLAGS, 0o600)
+      return openSync(full, CREATE_FLAGS, this.createMode(mode))
     } catch (err) {
       if (errno(err) !== 'EEXIST') throw err
+      return undefined
     }
+  }
+
+  /** Replaces what the layers below put at `full` with a new regular file. */
+  private async replace (full: string, mode: number): Promise<number> {
     await this.removeExisting(full)
-    return openSync(full, CREATE_FLAGS, 0o600)
+    return openSync(full, CREATE_FLAGS, this.createMode(mode))
   }
 
   private async symlink (h: Header, full: string, label: string): Promise<void> {
@@ -549,7 +603,7 @@ class Applier {
       symlinkSync(target, full)
     }
     if (this.chown) lchownSync(full, this.uidOf(h), this.gidOf(h))
-    await this.xattrs(h, full)
+    if (hasXattrs(h)) await this.xattrs(h, full)
     const { atime, mtime } = this.metaOf(h)
     lutimesSync(full, atime, mtime)
   }
@@ -747,6 +801,11 @@ class Applier {
       utimesSync(dir, meta.atime, meta.mtime)
     }
   }
+}
+
+function hasXattrs (h: Header): boolean {
+  if (h.pax === null || h.pax === undefined) return false
+  return Object.keys(h.pax).some(k => k.startsWith('SCHILY.xattr.') || k.startsWith('LIBARCHIVE.xattr.'))
 }
 
 function xattrAllowed (name: string): boolean {

@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib'
 import { isJoeyError } from '../../src/common/index.js'
 import { sha256 } from '../../src/common/digest.js'
 import { applyLayer, chainID, chainIDs, type ApplyOptions } from '../../src/unpack/index.js'
+import { SMALL_FILE_BYTES } from '../../src/unpack/constants.js'
 import { OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, hasZstd, zstdCompress } from '../fixtures/tar.js'
 import { EPOCH, makeSentinel, rawTar, tempDir, type RawEntry } from './helpers.js'
 
@@ -208,6 +209,45 @@ describe('applyLayer', () => {
     assert.ok((await lstat(join(dir, 'hl'))).isSymbolicLink())
     assert.equal((await lstat(join(sentinel.dir, 'keep'))).nlink, 1)
     assert.equal((await lstat(join(sentinel.dir, 'sub'))).mode & 0o777, 0o755)
+  })
+
+  test('small files written in one go: contents across chunk boundaries, empty, at and past the size threshold, exact modes', async () => {
+    const bytes = (n: number, seed: string): Buffer => {
+      const out = Buffer.alloc(n)
+      for (let i = 0, block = createHash('sha256').update(seed).digest(); i < n; i += 32, block = createHash('sha256').update(block).digest()) block.copy(out, i)
+      return out
+    }
+    const atThreshold = bytes(SMALL_FILE_BYTES, 'at')
+    const overThreshold = bytes(SMALL_FILE_BYTES + 1, 'over')
+    const files: Array<{ name: string, content: Buffer, mode: number }> = [
+      { name: 'empty', content: Buffer.alloc(0), mode: 0o644 },
+      { name: 'one', content: Buffer.from('1'), mode: 0o600 },
+      { name: 'block', content: bytes(512, 'block'), mode: 0o755 },
+      { name: 'odd', content: bytes(3001, 'odd'), mode: 0o640 },
+      // Created with its final mode, then written through the descriptor open(2) returned.
+      { name: 'read-only', content: bytes(10, 'ro'), mode: 0o400 },
+      // Bits the usual umask (022) takes away, and bits open(2) never sets: both need an fchmod.
+      { name: 'group-writable', content: bytes(100, 'gw'), mode: 0o666 },
+      { name: 'setgid', content: bytes(10, 'sg'), mode: 0o2755 },
+      { name: 'at-threshold', content: atThreshold, mode: 0o644 },
+      { name: 'over-threshold', content: overThreshold, mode: 0o644 }
+    ]
+    const tar = await rawTar(files.map(f => ({ name: `d/${f.name}`, content: f.content, mode: f.mode, mtime: new Date(Date.UTC(2021, 5, 6, 7, 8, 9)) })))
+    // Fed in pieces of 1000 bytes: headers and bodies straddle the chunks the parser gets.
+    const pieces: Buffer[] = []
+    for (let i = 0; i < tar.byteLength; i += 1000) pieces.push(tar.subarray(i, i + 1000))
+    for (const source of [[tar], pieces]) {
+      const dir = await target()
+      const r = await applyLayer(Readable.from(source), OCI_LAYER_TAR, dir, { expectedDiffId: sha256(tar) })
+      assert.equal(r.entries, files.length)
+      for (const f of files) {
+        const st = await lstat(join(dir, 'd', f.name))
+        assert.ok(st.isFile(), f.name)
+        assert.equal(st.mode & 0o7777, f.mode, `${f.name} mode`)
+        assert.equal(st.mtimeMs, Date.UTC(2021, 5, 6, 7, 8, 9), `${f.name} mtime`)
+        assert.ok((await readFile(join(dir, 'd', f.name))).equals(f.content), `${f.name} content`)
+      }
+    }
   })
 
   test('small and large files, symlinks and dirs replace whatever the layer below left at their names', async () => {
