@@ -22,7 +22,7 @@ import {
   PartialStore, PieceIndex, createDirectTransfer, createP2PTransfer, createSupernodeClient, partialPieceSource,
   type P2PTransfer, type PieceSessionLike
 } from '../transfer/index.js'
-import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../p2p/index.js'
+import type { P2PHost } from '../p2p/index.js'
 import { createRateLimiter } from '../common/index.js'
 import { mirrorApi } from '../api/mirror/index.js'
 import Fastify from 'fastify'
@@ -271,7 +271,11 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     const partialStore = partials = new PartialStore(join(config.dataRoot, 'partials'), log.child({ component: 'partials' }))
     const pieceIndex = new PieceIndex(join(config.dataRoot, 'pieces'), log)
     await pieceIndex.load()
-    if (config.supernodes.length > 0) {
+    // libp2p and the piece protocol add ~20 MiB to the process: only nodes that talk to
+    // peers (a supernode is configured) load them.
+    const p2pStack = config.supernodes.length > 0 ? await import('../p2p/index.js') : undefined
+    if (p2pStack !== undefined) {
+      const { createP2PHost, createPieceServer, parseSwarmKey } = p2pStack
       const swarmKey = config.swarmKeyFile !== undefined ? parseSwarmKey(await readFile(config.swarmKeyFile, 'utf8')) : undefined
       const p2p = host = createP2PHost({
         listen: [config.p2pListen],
@@ -300,11 +304,11 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       direct: createDirectTransfer({}, { logger: log.child({ component: 'origin' }), contentStore, registry: client, ...(downloadLimiter !== undefined ? { downloadLimiter } : {}) }),
       ...(downloadLimiter !== undefined ? { downloadLimiter } : {}),
       openSession: async (parent, digest, signal): Promise<PieceSessionLike> => {
-        if (host === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')
+        if (host === undefined || p2pStack === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')
         let lastErr: unknown
         for (const addr of parent.addrs) {
           try {
-            const session = await openPieceSession(host, addr.includes('/p2p/') ? addr : `${addr}/p2p/${parent.peerId}`, digest, { signal })
+            const session = await p2pStack.openPieceSession(host, addr.includes('/p2p/') ? addr : `${addr}/p2p/${parent.peerId}`, digest, { signal })
             return {
               has: (i) => session.has(i),
               onHave: (cb) => { session.onHave((i) => { cb(i) }) },
