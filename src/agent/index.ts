@@ -11,7 +11,7 @@ import { connect, type AddressInfo } from 'node:net'
 import { arch, cpus, hostname, machine, release, totalmem, type as osType } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { JoeyError, isJoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
+import { JoeyError, isJoeyError, createGcPacer, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
 import { buildEngineApi, createAgentMetrics, engineErrorBody, engineUpgradeHandler, type SystemInfo } from '../api/index.js'
 import { createContainerService, type ContainerService, type SnapshotCollector } from '../runtime/index.js'
 import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
@@ -27,7 +27,7 @@ import { createRateLimiter } from '../common/index.js'
 import { mirrorApi } from '../api/mirror/index.js'
 import Fastify from 'fastify'
 import type { AgentConfig, ListenAddress } from './config.js'
-import { ENGINE_ID_FILE, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
+import { ENGINE_ID_FILE, GC_STEP_BYTES, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
 import { AGENT_NAME, AGENT_VERSION, BUILD_TIME, GIT_COMMIT, STORAGE_DRIVER } from './version.js'
 
 export { parseAgentConfig, parseListenAddress, registryHostFromEnvName } from './config.js'
@@ -258,7 +258,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     await mkdir(config.dataRoot, { recursive: true, mode: 0o711 })
     const id = await engineId(config.dataRoot)
 
-    const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log })
+    const gcPacer = createGcPacer({ everyBytes: GC_STEP_BYTES })
+    const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log, gcPacer })
     await contentStore.start()
     const client = registry = createRegistryClient({
       hosts: config.registries,
@@ -312,7 +313,11 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
             return {
               has: (i) => session.has(i),
               onHave: (cb) => { session.onHave((i) => { cb(i) }) },
-              request: async (i, o) => await session.request(i, o),
+              request: async (i, o) => {
+                const piece = await session.request(i, o)
+                gcPacer.note(piece.byteLength)
+                return piece
+              },
               close: () => { void session.close() }
             }
           } catch (err) {
