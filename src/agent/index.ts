@@ -286,7 +286,10 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       await p2p.start()
       pieceServer = createPieceServer({
         ...(config.uploadLimit > 0 ? { uploadLimiter: createRateLimiter(config.uploadLimit) } : {}),
-        onServed: (bytes) => { servedBytes += bytes }
+        onServed: (bytes) => {
+          servedBytes += bytes
+          gcPacer.note(bytes)
+        }
       }, { logger: log.child({ component: 'piece-server' }), host: p2p, source: partialPieceSource(partialStore, { index: pieceIndex, contentStore }) })
       await pieceServer.start()
     }
