@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 // Runs dist/ when it is current, else the sources through tsx (see launch.js).
-import { launch } from './launch.js'
-await launch('src/agent/main')
+import { DAEMON_V8_FLAGS, launch } from './launch.js'
+await launch('src/agent/main', { v8Flags: DAEMON_V8_FLAGS })

@@ -11,7 +11,7 @@ import { connect, type AddressInfo } from 'node:net'
 import { arch, cpus, hostname, machine, release, totalmem, type as osType } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { JoeyError, isJoeyError, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
+import { JoeyError, isJoeyError, createGcPacer, createLogger, errorMessage, type Logger, type Service } from '../common/index.js'
 import { buildEngineApi, createAgentMetrics, engineErrorBody, engineUpgradeHandler, type SystemInfo } from '../api/index.js'
 import { createContainerService, type ContainerService, type SnapshotCollector } from '../runtime/index.js'
 import { createSnapshotter, detectSnapshotter } from '../unpack/index.js'
@@ -22,12 +22,12 @@ import {
   PartialStore, PieceIndex, createDirectTransfer, createP2PTransfer, createSupernodeClient, partialPieceSource,
   type P2PTransfer, type PieceSessionLike
 } from '../transfer/index.js'
-import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../p2p/index.js'
+import type { P2PHost } from '../p2p/index.js'
 import { createRateLimiter } from '../common/index.js'
 import { mirrorApi } from '../api/mirror/index.js'
 import Fastify from 'fastify'
 import type { AgentConfig, ListenAddress } from './config.js'
-import { ENGINE_ID_FILE, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
+import { ENGINE_ID_FILE, GC_STEP_BYTES, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
 import { AGENT_NAME, AGENT_VERSION, BUILD_TIME, GIT_COMMIT, STORAGE_DRIVER } from './version.js'
 
 export { parseAgentConfig, parseListenAddress, registryHostFromEnvName } from './config.js'
@@ -258,7 +258,8 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     await mkdir(config.dataRoot, { recursive: true, mode: 0o711 })
     const id = await engineId(config.dataRoot)
 
-    const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log })
+    const gcPacer = createGcPacer({ everyBytes: GC_STEP_BYTES })
+    const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log, gcPacer })
     await contentStore.start()
     const client = registry = createRegistryClient({
       hosts: config.registries,
@@ -271,7 +272,11 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     const partialStore = partials = new PartialStore(join(config.dataRoot, 'partials'), log.child({ component: 'partials' }))
     const pieceIndex = new PieceIndex(join(config.dataRoot, 'pieces'), log)
     await pieceIndex.load()
-    if (config.supernodes.length > 0) {
+    // libp2p and the piece protocol add ~20 MiB to the process: only nodes that talk to
+    // peers (a supernode is configured) load them.
+    const p2pStack = config.supernodes.length > 0 ? await import('../p2p/index.js') : undefined
+    if (p2pStack !== undefined) {
+      const { createP2PHost, createPieceServer, parseSwarmKey } = p2pStack
       const swarmKey = config.swarmKeyFile !== undefined ? parseSwarmKey(await readFile(config.swarmKeyFile, 'utf8')) : undefined
       const p2p = host = createP2PHost({
         listen: [config.p2pListen],
@@ -281,7 +286,10 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       await p2p.start()
       pieceServer = createPieceServer({
         ...(config.uploadLimit > 0 ? { uploadLimiter: createRateLimiter(config.uploadLimit) } : {}),
-        onServed: (bytes) => { servedBytes += bytes }
+        onServed: (bytes) => {
+          servedBytes += bytes
+          gcPacer.note(bytes)
+        }
       }, { logger: log.child({ component: 'piece-server' }), host: p2p, source: partialPieceSource(partialStore, { index: pieceIndex, contentStore }) })
       await pieceServer.start()
     }
@@ -300,15 +308,19 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
       direct: createDirectTransfer({}, { logger: log.child({ component: 'origin' }), contentStore, registry: client, ...(downloadLimiter !== undefined ? { downloadLimiter } : {}) }),
       ...(downloadLimiter !== undefined ? { downloadLimiter } : {}),
       openSession: async (parent, digest, signal): Promise<PieceSessionLike> => {
-        if (host === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')
+        if (host === undefined || p2pStack === undefined) throw new JoeyError('ERR_UNAVAILABLE', 'P2P is off on this node')
         let lastErr: unknown
         for (const addr of parent.addrs) {
           try {
-            const session = await openPieceSession(host, addr.includes('/p2p/') ? addr : `${addr}/p2p/${parent.peerId}`, digest, { signal })
+            const session = await p2pStack.openPieceSession(host, addr.includes('/p2p/') ? addr : `${addr}/p2p/${parent.peerId}`, digest, { signal })
             return {
               has: (i) => session.has(i),
               onHave: (cb) => { session.onHave((i) => { cb(i) }) },
-              request: async (i, o) => await session.request(i, o),
+              request: async (i, o) => {
+                const piece = await session.request(i, o)
+                gcPacer.note(piece.byteLength)
+                return piece
+              },
               close: () => { void session.close() }
             }
           } catch (err) {

@@ -30,3 +30,25 @@ export function pieceSizeFor (size: number): number {
 export function pieceCountFor (size: number, pieceSize: number): number {
   return Math.max(1, Math.ceil(size / pieceSize))
 }
+
+/**
+ * Digests of the pieces piece sessions handed out, keyed by the buffer itself. The buffer is
+ * the session's own (nothing else holds it when it is handed out), so whoever stores the
+ * piece can compare this digest with the one it trusts instead of hashing the bytes again.
+ * It lives here rather than in the P2P layer so that partial blobs can ask without loading
+ * libp2p on a node that never talks to peers.
+ */
+const receivedDigests = new WeakMap<Uint8Array, string>()
+
+/** Records the sha256 a session computed for the piece it resolves with `bytes`. */
+export function noteReceivedPieceDigest (bytes: Uint8Array, digest: string): void {
+  receivedDigests.set(bytes, digest)
+}
+
+/**
+ * The sha256 of a piece as a session received it, for the exact buffer `request` resolved
+ * with; undefined for any other buffer. Callers must not change the buffer before asking.
+ */
+export function receivedPieceDigest (bytes: Uint8Array): string | undefined {
+  return receivedDigests.get(bytes)
+}

@@ -4,7 +4,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { addAbortSignal, type Readable } from 'node:stream'
 import { Level } from 'level'
-import { Digester, JoeyError, isDigest, parseDigest, sha256, toJoeyError, type Logger } from '../common/index.js'
+import { Digester, JoeyError, isDigest, parseDigest, sha256, toJoeyError, type GcPacer, type Logger } from '../common/index.js'
 import {
   GC_REF_LABEL_PREFIX,
   type BlobInfo, type CommitOptions, type ContentStore, type ContentWriter, type GcResult, type ImageRecord,
@@ -27,6 +27,8 @@ export interface ContentStoreInit {
 
 export interface ContentStoreComponents {
   logger: Logger
+  /** Told the size of every chunk written, so the process collects dead buffers as data flows. */
+  gcPacer?: GcPacer
 }
 
 /** What level keeps about a lease: the public record plus the digests it protects. */
@@ -513,6 +515,7 @@ export function createContentStore (init: ContentStoreInit, components: ContentS
         h.update(chunk)
         offset += chunk.byteLength
       })
+      components.gcPacer?.note(chunk.byteLength)
     }
 
     async function truncate (to: number): Promise<void> {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { JoeyError, errorMessage, parseDigest, silentLogger, toJoeyError, type AbortOptions, type Logger, type RateLimiter } from '../common/index.js'
+import { JoeyError, errorMessage, noteReceivedPieceDigest, parseDigest, silentLogger, toJoeyError, type AbortOptions, type Logger, type RateLimiter } from '../common/index.js'
 import { encodeMessage, FrameDecoder, localCode, type Message } from './codec.js'
 import { CLOSE_GRACE_MS, HELLO_TIMEOUT_MS, MAX_CONTROL_BYTES, MAX_PIECE_BYTES, PAUSED_READ_BUFFER_BYTES, PIECE_PROTOCOL } from './constants.js'
 import { pieceCount, pieceLength } from './pieces.js'
@@ -43,21 +43,6 @@ function abortError (signal: AbortSignal, what: string): JoeyError {
 
 function sha256Hex (data: Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex')
-}
-
-/**
- * Digests of the pieces sessions handed out, keyed by the buffer itself. The buffer is the
- * session's own (nothing else holds it when it is handed out), so whoever stores the piece
- * can compare this digest with the one it trusts instead of hashing the bytes again.
- */
-const receivedDigests = new WeakMap<Uint8Array, string>()
-
-/**
- * The sha256 of a piece as a session received it, for the exact buffer `request` resolved
- * with; undefined for any other buffer. Callers must not change the buffer before asking.
- */
-export function receivedPieceDigest (bytes: Uint8Array): string | undefined {
-  return receivedDigests.get(bytes)
 }
 
 export async function openPieceSession (host: P2PHost, peerAddr: string, taskDigest: string, options: OpenSessionOptions = {}): Promise<PieceSession> {
@@ -381,7 +366,7 @@ class Session implements PieceSession {
       }))
       return
     }
-    receivedDigests.set(payload, actual)
+    noteReceivedPieceDigest(payload, actual)
     p.resolve(payload)
   }
 }

@@ -14,9 +14,8 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
-import { JoeyError, digestHex, isDigest, sha256, type Logger } from '../common/index.js'
+import { JoeyError, digestHex, isDigest, receivedPieceDigest, sha256, type Logger } from '../common/index.js'
 import { Bitfield } from '../common/index.js'
-import { receivedPieceDigest } from '../p2p/index.js'
 
 export const STATE_FLUSH_MS = 100
 

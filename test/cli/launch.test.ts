@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // @ts-expect-error: plain-JS launcher helper without type declarations
-import { distIsCurrent } from '../../bin/launch.js'
+import { DAEMON_V8_FLAGS, distIsCurrent } from '../../bin/launch.js'
 
 function run (args: string[], env: Record<string, string> = {}): { status: number | null, out: string } {
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, ...env } })
@@ -55,4 +55,11 @@ test('the build runs, and the bins start from dist/ and from the sources alike',
       assert.match(r.out, /Usage:/)
     }
   }
+})
+
+test('the daemons\' V8 flags are flags this node knows', () => {
+  // setFlagsFromString ignores a flag V8 does not know; the command line refuses it.
+  const r = run([...DAEMON_V8_FLAGS as string[], '-e', '0'])
+  assert.equal(r.status, 0, r.out)
+  assert.equal(r.out, '')
 })

@@ -172,6 +172,19 @@ describe('local content store: filesystem layout and crash safety', () => {
     }
   })
 
+  test('a writer tells its GC pacer the size of every chunk it writes', async () => {
+    const noted: number[] = []
+    const store = createContentStore({ root: await newRoot() }, { logger, gcPacer: { note: (bytes) => { noted.push(bytes) } } })
+    await store.start()
+    stores.push(store)
+    const data = patternBytes(300_000)
+    const w = await store.writer('paced')
+    await w.write(data.subarray(0, 100_000))
+    await w.write(data.subarray(100_000))
+    await w.commit(data.byteLength, sha256(data))
+    assert.deepEqual(noted, [100_000, 200_000])
+  })
+
   test('a 64 MiB blob streams through write, commit and read with flat memory', async (t) => {
     const root = await newRoot()
     const store = await open(root)
