@@ -13,6 +13,7 @@
 //         partial, verified whole and committed to a content store. Reads one JSON command
 //         per stdin line ({ op: 'raw' | 'pull', ... }) and answers each with one JSON line.
 import '../src/common/polyfill.js'
+import { setFlagsFromString } from 'node:v8'
 import { createCipheriv, createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
@@ -20,7 +21,9 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
-import { createLogger, pieceSizeFor, type Logger } from '../src/common/index.js'
+import { createGcPacer, createLogger, pieceSizeFor, type Logger } from '../src/common/index.js'
+import { GC_STEP_BYTES } from '../src/agent/constants.js'
+import { DAEMON_V8_FLAGS } from '../bin/launch.js'
 import { createContentStore } from '../src/content/index.js'
 import { parseReference, type RegistryClient } from '../src/distribution/index.js'
 import { createP2PHost, createPieceServer, openPieceSession, parseSwarmKey, type P2PHost } from '../src/p2p/index.js'
@@ -32,6 +35,10 @@ import { fixedSupernode } from '../test/fixtures/fixed-supernode.js'
 
 export const RAW_PROTOCOL = '/joey-bench/raw/1.0.0'
 const CHUNK = 4 * 1024 * 1024
+// As joeyd runs: the daemons' V8 flags, and a young-generation collection every few MiB
+// received (src/agent wires the same pacer into its content store and piece sessions).
+for (const flag of DAEMON_V8_FLAGS) setFlagsFromString(flag)
+const gcPacer = createGcPacer({ everyBytes: GC_STEP_BYTES })
 
 const { values } = parseArgs({
   options: {
@@ -152,7 +159,7 @@ function standInSupernode (cmd: PullCommand): SupernodeClient {
 
 /** The agent's pull of one blob: the same transfer manager and session opener joeyd composes. */
 async function pull (host: P2PHost, cmd: PullCommand, root: string, log: Logger, gc: () => GcTotals): Promise<{ piecesMs: number, piecesCpuMs: number, totalMs: number, piecesGc: GcTotals }> {
-  const contentStore = createContentStore({ root: join(root, 'content') }, { logger: log })
+  const contentStore = createContentStore({ root: join(root, 'content') }, { logger: log, gcPacer })
   await contentStore.start()
   const partials = new PartialStore(join(root, 'partials'), log)
   const registry = { getBlob: async () => { throw new Error('the origin is not part of this benchmark') } } as unknown as RegistryClient
@@ -168,7 +175,11 @@ async function pull (host: P2PHost, cmd: PullCommand, root: string, log: Logger,
       return {
         has: (i) => session.has(i),
         onHave: (cb) => { session.onHave((i) => { cb(i) }) },
-        request: async (i, o) => await session.request(i, o),
+        request: async (i, o) => {
+          const piece = await session.request(i, o)
+          gcPacer.note(piece.byteLength)
+          return piece
+        },
         close: () => { void session.close() }
       }
     }

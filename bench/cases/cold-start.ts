@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Client } from 'undici'
-// @ts-expect-error: a plain JS module of the launchers, without types
 import { distIsCurrent } from '../../bin/launch.js'
 import { busyboxImage } from '../../test/fixtures/images.js'
 import { startRegistry } from '../../test/fixtures/registry.js'

@@ -4,7 +4,6 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-// @ts-expect-error: plain-JS launcher helper without type declarations
 import { DAEMON_V8_FLAGS, distIsCurrent } from '../../bin/launch.js'
 
 function run (args: string[], env: Record<string, string> = {}): { status: number | null, out: string } {
