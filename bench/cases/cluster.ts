@@ -13,7 +13,8 @@
  * JOEY_BENCH_CLUSTER_MODE=netns|limiter, _NS=2,4,8 (the sweep's N), _METHODS=p2p,direct,cache,
  * _AGG_MIB (N × B budget, MiB/s), _MAX_MIB (B cap), _LARGE=0 (skip the large image);
  * JOEY_BENCH_TRACE=1 prints a per-agent timeline of each P2P run; JOEY_BENCH_LOGS=<dir> saves
- * the end of every process's log there (JOEY_LOG_TAIL_BYTES: how much; 20,000 by default).
+ * the end of every process's log there (JOEY_LOG_TAIL_BYTES: how much; 20,000 by default);
+ * JOEY_HARNESS_NODE_ARGS passes node flags to every bin (e.g. "--cpu-prof --cpu-prof-dir=<dir>").
  */
 import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -55,8 +56,9 @@ interface Plan {
 
 function params (quick: boolean): Plan {
   // Measured here: a joeyd spends ~20–25 ms of CPU per MiB pulled from a registry and
-  // ~40–55 ms per MiB in the swarm (it also serves what it gets). Two cores at 70 % carry
-  // some 25–35 MiB/s of swarm traffic, so N × B stays at 24 MiB/s and B shrinks as N grows.
+  // ~70–90 ms per MiB in the swarm (it also serves what it gets, in 256 KiB–1 MiB pieces).
+  // At N × B = 24 MiB/s the P2P runs at N ≥ 8 kept 1.6–1.85 of the two cores busy, so
+  // N × B stays at 16 MiB/s (P2P ≈ 1.1 cores) and B shrinks as N grows.
   const env = (name: string): string | undefined => {
     const v = process.env[`JOEY_BENCH_CLUSTER_${name}`]
     return v !== undefined && v !== '' ? v : undefined
@@ -73,7 +75,7 @@ function params (quick: boolean): Plan {
   return {
     images,
     methods,
-    aggregate: Number(env('AGG_MIB') ?? 24) * MiB,
+    aggregate: Number(env('AGG_MIB') ?? 16) * MiB,
     maxB: Number(env('MAX_MIB') ?? 8) * MiB
   }
 }

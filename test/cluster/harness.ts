@@ -52,7 +52,9 @@ export interface Placement { wrap?: string[], host?: string }
 const TAIL_BYTES = Number(process.env.JOEY_LOG_TAIL_BYTES ?? 20_000)
 
 function spawnNode (script: string, args: string[], wrap: string[] = []): { proc: ChildProcess, tail: { text: string }, lines: (cb: (obj: Record<string, unknown>) => void) => void } {
-  const argv = [process.execPath, join(ROOT, script), ...args]
+  // JOEY_HARNESS_NODE_ARGS: extra node flags for every spawned bin (e.g. --cpu-prof --cpu-prof-dir=…).
+  const nodeArgs = (process.env.JOEY_HARNESS_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+  const argv = [process.execPath, ...nodeArgs, join(ROOT, script), ...args]
   const proc = spawn(wrap[0] ?? argv[0] as string, [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], { stdio: ['ignore', 'ignore', 'pipe'] })
   const tail = { text: '' }
   const listeners: Array<(obj: Record<string, unknown>) => void> = []
