@@ -49,7 +49,9 @@ const TaskBody = Type.Object({
 
 const ParentsBody = Type.Object({
   peerId: PeerIdSchema,
-  exclude: Type.Optional(Type.Array(PeerIdSchema, { maxItems: 256 }))
+  exclude: Type.Optional(Type.Array(PeerIdSchema, { maxItems: 256 })),
+  /** The asker knows the piece digests before this index: only later ones are sent. */
+  digestsFrom: Type.Optional(Type.Integer({ minimum: 0 }))
 }, { additionalProperties: false })
 
 const PiecesBody = Type.Object({
@@ -98,13 +100,15 @@ export function createSupernodeMetrics (): SupernodeMetrics {
   }
 }
 
-function taskView (task: TaskState): Record<string, unknown> {
+function taskView (task: TaskState, digestsFrom = 0): Record<string, unknown> {
+  const from = Math.min(digestsFrom, task.pieceDigests.length)
   return {
     digest: task.digest,
     size: task.size ?? null,
     pieceSize: task.pieceSize ?? null,
     pieceCount: task.pieceCount ?? null,
-    pieceDigests: task.pieceDigests.map(d => d ?? null)
+    pieceDigests: task.pieceDigests.slice(from).map(d => d ?? null),
+    ...(from > 0 ? { pieceDigestsFrom: from } : {})
   }
 }
 
@@ -194,7 +198,7 @@ export function supernodeApi (components: SupernodeApiComponents): FastifyPlugin
       metrics.parentRequests.inc()
       if (choice.backToSource) metrics.backToSource.inc()
       const task = scheduler.tasks.get(req.params.digest) as TaskState
-      return { ...taskView(task), ...choice }
+      return { ...taskView(task, req.body.digestsFrom), ...choice }
     })
     app.post<{ Params: Static<typeof DigestParams>, Body: Static<typeof PiecesBody> }>('/api/v1/tasks/:digest/pieces', { schema: { params: DigestParams, body: PiecesBody } }, async (req, reply) => {
       const { digest } = req.params

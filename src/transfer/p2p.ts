@@ -494,9 +494,11 @@ export function createP2PTransfer (init: P2PTransferInit, components: P2PTransfe
 
     async function refreshParents (): Promise<void> {
       try {
-        const view = await supernodes.parents(desc.digest, failed.list())
+        let digestsFrom = 0
+        while (digestsFrom < blob.pieceCount && blob.pieceDigests[digestsFrom] !== undefined) digestsFrom++
+        const view = await supernodes.parents(desc.digest, failed.list(), { digestsFrom })
         supernodeDown = false
-        blob.setPieceDigests(view.pieceDigests)
+        blob.setPieceDigests(view.pieceDigests, view.pieceDigestsFrom ?? 0)
         if (view.backToSource) backToSource = true
         // The scheduler moved this peer off a seed: let the seed go once peers can serve.
         const chosen = new Set(view.parents.map(p => p.peerId))

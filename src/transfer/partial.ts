@@ -93,9 +93,11 @@ export class PartialBlob extends EventEmitter {
   }
 
   /** Learns trusted piece digests (from the supernode / seed). */
-  setPieceDigests (digests: Array<string | null | undefined>): void {
-    for (let i = 0; i < Math.min(digests.length, this.pieceCount); i++) {
-      const d = digests[i]
+  /** Learns trusted piece digests; `digests[k]` is piece `from + k`'s. */
+  setPieceDigests (digests: Array<string | null | undefined>, from = 0): void {
+    if (!Number.isSafeInteger(from) || from < 0) throw new JoeyError('ERR_PROTOCOL', `bad piece digest offset ${String(from)}`)
+    for (let i = from; i < Math.min(from + digests.length, this.pieceCount); i++) {
+      const d = digests[i - from]
       if (typeof d === 'string' && this.pieceDigests[i] === undefined) {
         if (!isDigest(d)) throw new JoeyError('ERR_INVALID_DIGEST', `bad piece digest ${d} for piece ${i}`)
         this.pieceDigests[i] = d

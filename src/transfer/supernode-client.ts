@@ -31,6 +31,8 @@ export interface TaskView {
   pieceSize: number | null
   pieceCount: number | null
   pieceDigests: Array<string | null>
+  /** Index of pieceDigests[0] (a parents call may ask only for digests from there on); 0 when absent. */
+  pieceDigestsFrom?: number
   parents: ParentInfo[]
   backToSource: boolean
 }
@@ -41,7 +43,12 @@ export interface SupernodeClient {
   /** Registers (or refreshes) this host with every supernode; returns the ones that answered. */
   heartbeat: () => Promise<string[]>
   registerTask: (task: { digest: string, size: number, reference?: string, authorization?: string }) => Promise<TaskView>
-  parents: (digest: string, exclude?: string[]) => Promise<TaskView>
+  /**
+   * New parents for a task. `digestsFrom`: this node knows the piece digests before that
+   * index, so only later ones are sent (a refresh every second or two would otherwise carry
+   * every digest again, up to ~70 KB for a 1,000-piece blob).
+   */
+  parents: (digest: string, exclude?: string[], options?: { digestsFrom?: number }) => Promise<TaskView>
   reportPieces: (digest: string, report: { pieces?: number[], pieceDigests?: Record<number, string>, complete?: boolean }) => Promise<void>
   reportFailure: (digest: string, parent: string, reason: FailureReason) => Promise<void>
   leave: (digest: string) => Promise<void>
@@ -176,11 +183,12 @@ export function createSupernodeClient (init: SupernodeClientInit, components: { 
         return view
       })
     },
-    async parents (digest, exclude = []) {
+    async parents (digest, exclude = [], options = {}) {
       const url = owner.get(digest)
       if (url === undefined) throw new JoeyError('ERR_FAILED_PRECONDITION', `task ${digest} is not registered with a supernode`)
+      const from = options.digestsFrom !== undefined && options.digestsFrom > 0 ? { digestsFrom: options.digestsFrom } : {}
       try {
-        return await call<TaskView>(url, 'POST', `/api/v1/tasks/${digest}/parents`, { peerId: components.host().peerId, exclude })
+        return await call<TaskView>(url, 'POST', `/api/v1/tasks/${digest}/parents`, { peerId: components.host().peerId, exclude, ...from })
       } catch (err) {
         if ((err as JoeyError).code === 'ERR_NOT_FOUND') {
           owner.delete(digest)

@@ -54,6 +54,18 @@ test('piece digests are accepted from the seed only', async () => {
   assert.equal(res.statusCode, 204)
   res = await app.inject({ method: 'GET', url: `/api/v1/tasks/${D}` })
   assert.equal(res.json().pieceDigests[0], 'sha256:' + 'e'.repeat(64))
+  // A parents call sends only the digests the asker does not know yet.
+  res = await app.inject({ method: 'POST', url: `/api/v1/tasks/${D}/parents`, payload: { peerId: 'agent1' } })
+  const all = res.json().pieceDigests as Array<string | null>
+  assert.equal(res.json().pieceDigestsFrom, undefined)
+  assert.equal(all[0], 'sha256:' + 'e'.repeat(64))
+  res = await app.inject({ method: 'POST', url: `/api/v1/tasks/${D}/parents`, payload: { peerId: 'agent1', digestsFrom: 1 } })
+  assert.equal(res.statusCode, 200)
+  assert.equal(res.json().pieceDigestsFrom, 1)
+  assert.deepEqual(res.json().pieceDigests, all.slice(1))
+  res = await app.inject({ method: 'POST', url: `/api/v1/tasks/${D}/parents`, payload: { peerId: 'agent1', digestsFrom: 99 } })
+  assert.equal(res.json().pieceDigestsFrom, all.length)
+  assert.deepEqual(res.json().pieceDigests, [])
 })
 
 test('reports, failures, listings, health and metrics', async () => {
@@ -86,6 +98,8 @@ test('wrong bodies get 400 with a stable code; unknown things 404', async () => 
     ['POST', '/api/v1/tasks', { digest: D, size: 1, peerId: 'agent1' }, 502],
     ['POST', '/api/v1/tasks', { digest: 'sha256:' + 'f'.repeat(64), size: 1, peerId: 'nobody' }, 404],
     ['POST', `/api/v1/tasks/${D}/pieces`, { peerId: 'agent1', pieces: [99] }, 400],
+    ['POST', `/api/v1/tasks/${D}/parents`, { peerId: 'agent1', digestsFrom: -1 }, 400],
+    ['POST', `/api/v1/tasks/${D}/parents`, { peerId: 'agent1', digestsFrom: 'x' }, 400],
     ['POST', `/api/v1/tasks/${D}/failures`, { peerId: 'agent1', parent: 'x', reason: 'bored' }, 400],
     ['POST', `/api/v1/tasks/${'sha256:' + '1'.repeat(64)}/parents`, { peerId: 'agent1' }, 404],
     ['GET', '/nope', undefined, 404]
