@@ -170,7 +170,10 @@ function teardownAll (): void {
     live.delete(prefix)
   }
   if (names.length === 0) return
-  const child = spawn('sh', ['-c', 'for n in "$@"; do ip netns del "$n"; done', 'sh', ...names], { detached: true, stdio: 'ignore' })
+  // Whatever still runs inside goes too: a host process started but not yet tracked (it is
+  // tracked once it answers) would outlive its deleted namespace.
+  const script = 'for n in "$@"; do for p in $(ip netns pids "$n"); do kill -9 "$p"; done; ip netns del "$n"; done'
+  const child = spawn('sh', ['-c', script, 'sh', ...names], { detached: true, stdio: 'ignore' })
   child.unref()
 }
 
@@ -187,6 +190,13 @@ function installHandlers (): void {
   }
 }
 
+/** Kills every process running in namespace `ns` (ip netns del does not stop them). */
+async function killInside (ns: string): Promise<void> {
+  for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(l => /^\d+$/.test(l))) {
+    try { process.kill(Number(pid), 'SIGKILL') } catch {}
+  }
+}
+
 let seq = 0
 
 /**
@@ -196,9 +206,7 @@ let seq = 0
 export async function createTopology (specs: HostSpec[]): Promise<Topology> {
   for (const ns of await staleNamespaces()) {
     // A run killed outright leaves its hosts' processes running inside: they go first.
-    for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(l => /^\d+$/.test(l))) {
-      try { process.kill(Number(pid), 'SIGKILL') } catch {}
-    }
+    await killInside(ns)
     await run('ip', ['netns', 'del', ns])
   }
   if (specs.length > 250 * 200) throw new Error('too many hosts')
@@ -216,6 +224,7 @@ export async function createTopology (specs: HostSpec[]): Promise<Topology> {
   const destroy = async (): Promise<void> => {
     for (const pid of state.pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
     state.pids.clear()
+    for (const ns of state.namespaces) await killInside(ns)
     // The bridge namespace goes last: deleting it takes the bridge ends of the veth pairs along.
     await Promise.all(state.namespaces.filter(n => n !== bridgeNs).map(async ns => await run('ip', ['netns', 'del', ns])))
     if (state.namespaces.includes(bridgeNs)) await run('ip', ['netns', 'del', bridgeNs])
