@@ -217,17 +217,16 @@ export function simulate (init: SimInit): SimResult {
   let seedStarted = false
   const hold = init.seedFirstCopyHoldMs ?? SEED_FIRST_COPY_HOLD_MS
   const seedPending = new Map<number, Session>()
-  const seedSentAt = new Map<number, number>()
-  const seedSentTo = new Map<number, Session>()
+  const seedSent = new Map<number, { at: number, to: Session }>()
   let seedDeferrals = 0
   /** The piece server's first-copies rule, as the seed runs it. */
   function seedDefers (s: Session, index: number): boolean {
     if (hold <= 0) return false
     const owner = seedPending.get(index)
-    const sentTo = seedSentTo.get(index)
-    if (owner === s || (owner === undefined && (sentTo === undefined || sentTo === s))) return false
-    for (let i = 0; i < n; i++) if (i !== index && !seedSentAt.has(i) && !seedPending.has(i)) return true
-    return owner !== undefined || q.now - (seedSentAt.get(index) ?? -Infinity) < hold
+    const last = seedSent.get(index)
+    if (owner === s || (owner === undefined && (last === undefined || last.to === s))) return false
+    for (let i = 0; i < n; i++) if (i !== index && !seedSent.has(i) && !seedPending.has(i)) return true
+    return owner !== undefined || q.now - (last?.at ?? -Infinity) < hold
   }
 
   const agents: Agent[] = []
@@ -347,7 +346,7 @@ export function simulate (init: SimInit): SimResult {
       s.working = false
       if (s.parent.seed && seedPending.get(index) === s) seedPending.delete(index)
       if (s.closed) return
-      if (s.parent.seed) { seedUpload += bytes; seedSentAt.set(index, q.now); seedSentTo.set(index, s) }
+      if (s.parent.seed) { seedUpload += bytes; seedSent.set(index, { at: q.now, to: s }) }
       const from = s.parent.hops[index] as number
       q.after(bytes / wireRate + latencyMs, () => { receive(s, index, from) })
       pump(s)

@@ -21,8 +21,7 @@ interface Copies {
   /** Piece → the stream it is queued or being sent on (the first to ask). */
   pending: Map<number, string>
   /** Piece → when its last copy went out, and to which stream. */
-  sentAt: Map<number, number>
-  sentTo: Map<number, string>
+  sent: Map<number, { at: number, to: string }>
   streams: number
 }
 
@@ -63,12 +62,12 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
     const c = copies.get(t.digest)
     if (c === undefined) return false
     const owner = c.pending.get(index)
-    const sentTo = c.sentTo.get(index)
-    if (owner === id || (owner === undefined && (sentTo === undefined || sentTo === id))) return false
+    const last = c.sent.get(index)
+    if (owner === id || (owner === undefined && (last === undefined || last.to === id))) return false
     for (let i = 0; i < t.count; i++) {
-      if (i !== index && !c.sentAt.has(i) && !c.pending.has(i)) return true
+      if (i !== index && !c.sent.has(i) && !c.pending.has(i)) return true
     }
-    return owner !== undefined || performance.now() - (c.sentAt.get(index) ?? -Infinity) < firstCopyHoldMs
+    return owner !== undefined || performance.now() - (last?.at ?? -Infinity) < firstCopyHoldMs
   }
   /** Ends a stream after a last ERROR: close our side, reset it if the peer does not close theirs. */
   function endWithError (stream: Stream, code: ErrorCode, message: string, index?: number): void {
@@ -126,7 +125,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
       const c = task !== undefined ? copies.get(task.digest) : undefined
       if (c === undefined) return
       if (c.pending.get(index) === streamId) c.pending.delete(index)
-      if (sent) { c.sentAt.set(index, performance.now()); c.sentTo.set(index, streamId) }
+      if (sent) c.sent.set(index, { at: performance.now(), to: streamId })
     }
 
     function end (code: ErrorCode, message: string): void {
@@ -194,7 +193,7 @@ export function createPieceServer (init: PieceServerInit, components: PieceServe
       for (let i = 0; i < count; i++) if (pieceDigests[i] !== undefined && info.have.has(i)) announced.set(i)
       task = { digest, size: info.size, pieceSize: info.pieceSize, count, announced }
       if (firstCopyHoldMs !== undefined) {
-        const c = copies.get(digest) ?? { pending: new Map(), sentAt: new Map(), sentTo: new Map(), streams: 0 }
+        const c = copies.get(digest) ?? { pending: new Map(), sent: new Map(), streams: 0 }
         c.streams++
         copies.set(digest, c)
       }
