@@ -49,6 +49,14 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
     assert.equal(r.status, 200, JSON.stringify(r.json))
   }
 
+  /** Pulls busybox; its reference and image ID. */
+  async function pullBusybox (): Promise<{ ref: string, id: string }> {
+    await pull('busybox')
+    const ref = `${registry.host}/busybox:latest`
+    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+    return { ref, id }
+  }
+
   async function create (repo: string): Promise<string> {
     const r = await api('POST', '/containers/create', { Image: `${registry.host}/${repo}:latest`, Cmd: ['true'] })
     assert.equal(r.status, 201, JSON.stringify(r.json))
@@ -112,10 +120,8 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
   })
 
   test('rmi of an image a container uses is refused without force, as docker does; a second tag may go', async () => {
-    await pull('busybox')
-    const ref = `${registry.host}/busybox:latest`
+    const { ref, id } = await pullBusybox()
     const c = await create('busybox')
-    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
 
     const byName = await api('DELETE', `/images/${ref}`)
     assert.equal(byName.status, 409, JSON.stringify(byName.json))
@@ -136,9 +142,7 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
   })
 
   test('rmi -f by id of an image a running container uses is refused (cannot be forced); stopped ones do not stop it', async () => {
-    await pull('busybox')
-    const ref = `${registry.host}/busybox:latest`
-    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+    const { ref, id } = await pullBusybox()
     const short = id.replace('sha256:', '').slice(0, 12)
     const r = await api('POST', '/containers/create', { Image: ref, Cmd: ['sleep', '300'] })
     assert.equal(r.status, 201, JSON.stringify(r.json))
@@ -159,9 +163,7 @@ describe('snapshot GC through joeyd', { skip, timeout: 120_000 }, () => {
   })
 
   test('rmi of a name whose content is gone still removes it (no container can use it)', async () => {
-    await pull('busybox')
-    const ref = `${registry.host}/busybox:latest`
-    const id = ((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).json as { Id: string }).Id
+    const { ref, id } = await pullBusybox()
     await rm(join(dir, 'data', 'content', 'blobs', 'sha256', id.replace('sha256:', '')))
     assert.equal((await api('GET', `/images/${encodeURIComponent(ref)}/json`)).status, 404, 'the config is gone')
     const r = await api('DELETE', `/images/${ref}`)
