@@ -22,7 +22,6 @@ import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
 import { createGcPacer, createLogger, pieceSizeFor, type Logger } from '../src/common/index.js'
-import { GC_STEP_BYTES } from '../src/agent/constants.js'
 import { DAEMON_V8_FLAGS } from '../bin/launch.js'
 import { createContentStore } from '../src/content/index.js'
 import { parseReference, type RegistryClient } from '../src/distribution/index.js'
@@ -38,7 +37,7 @@ const CHUNK = 4 * 1024 * 1024
 // As joeyd runs: the daemons' V8 flags, and a young-generation collection every few MiB
 // received (src/agent wires the same pacer into its content store and piece sessions).
 for (const flag of DAEMON_V8_FLAGS) setFlagsFromString(flag)
-const gcPacer = createGcPacer({ everyBytes: GC_STEP_BYTES })
+const gcPacer = createGcPacer()
 
 const { values } = parseArgs({
   options: {

@@ -30,9 +30,3 @@ export const DEFAULT_MIRROR_UPSTREAM = 'docker.io'
 export const DEFAULT_P2P_LISTEN = '/ip4/0.0.0.0/tcp/65002'
 /** How often the agent re-registers with its supernodes (well inside their host TTL). */
 export const HEARTBEAT_MS = 10_000
-/**
- * joeyd collects its young generation after every this many bytes it stores or receives from
- * peers, which frees the dead Buffers of a transfer long before V8 would (see GcPacer). At
- * 4 MiB a 256 MiB pull peaked ~25 MiB lower than without, at 16 MiB the gain was gone.
- */
-export const GC_STEP_BYTES = 4 * 1024 * 1024

@@ -27,7 +27,7 @@ import { createRateLimiter } from '../common/index.js'
 import { mirrorApi } from '../api/mirror/index.js'
 import Fastify from 'fastify'
 import type { AgentConfig, ListenAddress } from './config.js'
-import { ENGINE_ID_FILE, GC_STEP_BYTES, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
+import { ENGINE_ID_FILE, HEARTBEAT_MS, IDLE_SWEEP_MS, SHUTDOWN_GRACE_MS, SOCKET_MODE } from './constants.js'
 import { AGENT_NAME, AGENT_VERSION, BUILD_TIME, GIT_COMMIT, STORAGE_DRIVER } from './version.js'
 
 export { parseAgentConfig, parseListenAddress, registryHostFromEnvName } from './config.js'
@@ -258,7 +258,7 @@ export function createAgent (config: AgentConfig, options: AgentOptions = {}): A
     await mkdir(config.dataRoot, { recursive: true, mode: 0o711 })
     const id = await engineId(config.dataRoot)
 
-    const gcPacer = createGcPacer({ everyBytes: GC_STEP_BYTES })
+    const gcPacer = createGcPacer()
     const contentStore = store = createContentStore({ root: join(config.dataRoot, 'content') }, { logger: log, gcPacer })
     await contentStore.start()
     const client = registry = createRegistryClient({

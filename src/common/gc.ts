@@ -14,9 +14,16 @@ export interface GcPacer {
   note: (bytes: number) => void
 }
 
+/**
+ * The default step: joeyd collects its young generation after every this many bytes it
+ * stores or receives from peers. At 4 MiB a 256 MiB pull peaked ~25 MiB lower than without,
+ * at 16 MiB the gain was gone.
+ */
+export const GC_STEP_BYTES = 4 * 1024 * 1024
+
 export interface GcPacerInit {
-  /** Bytes between two collections. */
-  everyBytes: number
+  /** Bytes between two collections (GC_STEP_BYTES by default). */
+  everyBytes?: number
 }
 
 type GcFunction = (options: { type: 'minor' | 'major' }) => void
@@ -36,14 +43,15 @@ function exposeGc (): GcFunction | undefined {
   }
 }
 
-export function createGcPacer (init: GcPacerInit): GcPacer {
+export function createGcPacer (init: GcPacerInit = {}): GcPacer {
+  const everyBytes = init.everyBytes ?? GC_STEP_BYTES
   const gc = exposeGc()
   let moved = 0
   return {
     note: (bytes) => {
       if (gc === undefined) return
       moved += bytes
-      if (moved < init.everyBytes) return
+      if (moved < everyBytes) return
       moved = 0
       gc({ type: 'minor' })
     }
